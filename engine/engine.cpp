@@ -1,0 +1,241 @@
+// The Engine facade (declared in sdk/durable/engine.hpp): it owns the store, the function
+// registry, the executor, the scheduler and the HTTP server, and wires them together.
+#include <durable/engine.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+
+#include <fmt/format.h>
+
+#include "engine/executor.hpp"
+#include "engine/function_registry.hpp"
+#include "engine/http_server.hpp"
+#include "engine/ids.hpp"
+#include "engine/ingest.hpp"
+#include "engine/log.hpp"
+#include "engine/scheduler.hpp"
+#include "engine/sqlite_store.hpp"
+
+namespace durable {
+
+namespace {
+
+std::string make_owner_id() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) std::snprintf(host, sizeof(host), "unknown");
+  return fmt::format("{}:{}:{}", host, getpid(), random_hex(4));
+}
+
+std::vector<std::string> split_keys(const char* text) {
+  std::vector<std::string> keys;
+  std::string current;
+  for (const char* p = text; p && *p; ++p) {
+    if (*p == ',') {
+      if (!current.empty()) keys.push_back(current);
+      current.clear();
+    } else if (*p != ' ') {
+      current += *p;
+    }
+  }
+  if (!current.empty()) keys.push_back(current);
+  return keys;
+}
+
+// serve() waits on a pipe that the signal handler writes to: the one async-signal-safe way
+// to wake a thread, whichever thread the kernel delivers the signal to.
+int g_signal_pipe[2] = {-1, -1};
+
+extern "C" void on_stop_signal(int) {
+  int saved = errno;
+  char byte = 1;
+  [[maybe_unused]] auto n = write(g_signal_pipe[1], &byte, 1);
+  errno = saved;
+}
+
+}  // namespace
+
+class Engine::Impl {
+ public:
+  explicit Impl(EngineOptions options)
+      : options_(std::move(options)),
+        clock_(options_.clock ? options_.clock : std::make_shared<SystemClock>()),
+        owner_(make_owner_id()) {
+    set_log_level(parse_log_level(options_.log_level));
+    if (options_.workers < 1) throw Error("EngineOptions::workers must be at least 1");
+    if (options_.lease_ttl < std::chrono::milliseconds(100)) throw Error("EngineOptions::lease_ttl must be at least 100 ms");
+    if (options_.poll_interval < std::chrono::milliseconds(1)) throw Error("EngineOptions::poll_interval must be positive");
+    store_ = std::make_unique<SqliteStore>(SqliteStoreOptions{.path = options_.database, .durability = options_.durability});
+    env_ = std::make_unique<ExecutionEnv>(ExecutionEnv{*store_, *clock_, ids_, functions_,
+                                                       [this](TimePoint at) { wake_at(at); }, stopping_});
+    executor_ = std::make_unique<Executor>(*env_, options_.workers, [this] { notify(); });
+    ingestor_ = std::make_unique<EventIngestor>(EventIngestor::Options{owner_, options_.lease_ttl}, *store_,
+                                                functions_, ids_, *clock_, *executor_, [this] { notify(); });
+  }
+
+  ~Impl() { stop(std::chrono::milliseconds(0)); }
+
+  void add_function(FunctionOptions options, std::vector<Trigger> triggers, Handler handler) {
+    std::lock_guard lock(mu_);
+    if (started_) throw Error(fmt::format("function '{}' registered after the engine started: register every function first", options.id));
+    functions_.add(std::move(options), std::move(triggers), std::move(handler));
+  }
+
+  void start() {
+    std::lock_guard lock(mu_);
+    if (started_) return;
+    if (stopped_) throw Error("the engine was stopped; create a new Engine to start again");
+    started_ = true;
+    scheduler_ = std::make_unique<Scheduler>(
+        SchedulerOptions{owner_, functions_.ids(), options_.lease_ttl, options_.poll_interval}, *store_, *executor_, *clock_);
+    executor_->start();
+    scheduler_->start();
+    log(LogLevel::info, "engine started",
+        {{"database", options_.database}, {"functions", std::to_string(functions_.ids().size())},
+         {"workers", std::to_string(options_.workers)}, {"worker_id", owner_}});
+  }
+
+  std::vector<std::string> send(std::vector<Event> events) {
+    for (size_t i = 0; i < events.size(); ++i) {
+      try {
+        validate_event(events[i]);
+      } catch (const RequestError& e) {
+        throw Error(events.size() == 1 ? std::string(e.what()) : fmt::format("event {}: {}", i, e.what()));
+      }
+    }
+    return ingestor_->ingest(std::move(events));
+  }
+
+  int listen(ServeOptions options) {
+    start();
+    std::vector<std::string> keys = options.event_keys;
+    if (keys.empty()) keys = split_keys(std::getenv("DURABLE_EVENT_KEY"));
+    if (keys.empty()) {
+      keys.push_back(random_hex(16));
+      std::fprintf(stderr, "durable: no event key configured (ServeOptions::event_keys or DURABLE_EVENT_KEY); "
+                           "this run accepts the key %s\n", keys[0].c_str());
+    }
+    std::lock_guard lock(mu_);
+    if (http_) throw Error("the HTTP API is already listening");
+    http_ = std::make_unique<HttpServer>(options, keys, *ingestor_);
+    int port = http_->start();
+    log(LogLevel::info, "listening", {{"url", fmt::format("http://{}:{}", options.host, port)}});
+    return port;
+  }
+
+  int serve(ServeOptions options) {
+    if (pipe2(g_signal_pipe, O_CLOEXEC) != 0) throw Error("cannot create the signal pipe");
+    struct sigaction action {};
+    action.sa_handler = on_stop_signal;
+    sigemptyset(&action.sa_mask);
+    struct sigaction old_int {}, old_term {};
+    sigaction(SIGINT, &action, &old_int);
+    sigaction(SIGTERM, &action, &old_term);
+
+    auto grace = options.shutdown_grace;
+    listen(std::move(options));
+    char byte;
+    while (read(g_signal_pipe[0], &byte, 1) < 0 && errno == EINTR) {
+    }
+    log(LogLevel::info, "stopping: finishing running steps", {{"grace_ms", std::to_string(grace.count())}});
+    bool clean = stop(grace);
+    sigaction(SIGINT, &old_int, nullptr);
+    sigaction(SIGTERM, &old_term, nullptr);
+    close(g_signal_pipe[0]);
+    close(g_signal_pipe[1]);
+    if (!clean) {
+      // Some step bodies are still running and cannot be interrupted. Their runs stay leased
+      // and are recovered when the lease expires; everything committed is safe on disk. Exit
+      // without running destructors that would wait for those threads.
+      log(LogLevel::warn, "steps still running after the grace period; exiting, they will be recovered through leases");
+      std::fflush(nullptr);
+      std::_Exit(0);
+    }
+    log(LogLevel::info, "stopped");
+    return 0;
+  }
+
+  bool stop(std::chrono::milliseconds grace) {
+    std::unique_ptr<HttpServer> http;
+    {
+      std::lock_guard lock(mu_);
+      if (stopped_) return stop_was_clean_;
+      stopped_ = true;
+      http = std::move(http_);
+    }
+    if (http) http->stop();  // no new events
+    stopping_.store(true);
+    if (scheduler_) scheduler_->stop();  // no new claims, no more lease renewals
+    stop_was_clean_ = executor_->stop(grace);
+    return stop_was_clean_;
+  }
+
+  bool drain(std::chrono::milliseconds timeout) {
+    Scheduler* scheduler;
+    {
+      std::lock_guard lock(mu_);
+      if (!started_ || stopped_) return executor_->idle();
+      scheduler = scheduler_.get();
+    }
+    return scheduler->drain(timeout);
+  }
+
+  std::optional<Run> get_run(std::string_view id) { return store_->find_run(id); }
+  std::vector<Run> runs_for_event(std::string_view id) { return store_->runs_for_event(id); }
+
+ private:
+  void notify() {
+    if (Scheduler* s = scheduler_ptr()) s->notify();
+  }
+  void wake_at(TimePoint at) {
+    if (Scheduler* s = scheduler_ptr()) s->wake_at(at);
+  }
+  Scheduler* scheduler_ptr() {
+    std::lock_guard lock(mu_);
+    return scheduler_.get();
+  }
+
+  EngineOptions options_;
+  std::shared_ptr<Clock> clock_;
+  const std::string owner_;
+  IdGenerator ids_;
+  FunctionRegistry functions_;  // frozen once started_
+  std::atomic<bool> stopping_{false};
+
+  std::mutex mu_;
+  bool started_ = false;        // guarded by mu_
+  bool stopped_ = false;        // guarded by mu_
+  bool stop_was_clean_ = true;
+  std::unique_ptr<HttpServer> http_;  // guarded by mu_
+
+  // Declared in dependency order: destroyed from the bottom up, each before what it uses.
+  std::unique_ptr<SqliteStore> store_;
+  std::unique_ptr<ExecutionEnv> env_;
+  std::unique_ptr<Executor> executor_;
+  std::unique_ptr<EventIngestor> ingestor_;
+  std::unique_ptr<Scheduler> scheduler_;  // set once by start() under mu_
+};
+
+Engine::Engine(EngineOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+Engine::~Engine() = default;
+
+void Engine::add_function(FunctionOptions options, std::vector<Trigger> triggers, Handler handler) {
+  impl_->add_function(std::move(options), std::move(triggers), std::move(handler));
+}
+void Engine::start() { impl_->start(); }
+std::string Engine::send(const Event& event) { return impl_->send({event}).at(0); }
+std::vector<std::string> Engine::send(const std::vector<Event>& events) { return impl_->send(events); }
+std::optional<Run> Engine::get_run(std::string_view run_id) const { return impl_->get_run(run_id); }
+std::vector<Run> Engine::runs_for_event(std::string_view event_id) const { return impl_->runs_for_event(event_id); }
+int Engine::listen(ServeOptions options) { return impl_->listen(std::move(options)); }
+int Engine::serve(ServeOptions options) { return impl_->serve(std::move(options)); }
+bool Engine::stop(std::chrono::milliseconds grace) { return impl_->stop(grace); }
+bool Engine::drain(std::chrono::milliseconds timeout) { return impl_->drain(timeout); }
+
+}  // namespace durable

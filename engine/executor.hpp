@@ -1,0 +1,73 @@
+// The executor: a fixed pool of worker threads that execute claimed runs. Each worker takes
+// one run at a time and runs it until it completes, fails, sleeps or waits for a retry; a
+// sleeping run holds no thread. The number of workers bounds the runs in flight, and with it
+// how many steps share each group commit.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "engine/run_execution.hpp"
+#include "engine/store.hpp"
+
+namespace durable {
+
+class Executor {
+ public:
+  // `on_slot_free` is called (from a worker thread, with no lock held) after every execution.
+  Executor(const ExecutionEnv& env, int workers, std::function<void()> on_slot_free);
+  // Stops with no grace (see stop()) and joins the workers.
+  ~Executor();
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  // Starts the worker threads. Idempotent.
+  void start();
+
+  // Executes `runs`, which fill slots counted by free_slots() (claimed by the scheduler).
+  void submit(std::vector<ClaimedRun> runs);
+
+  // Reserves up to `n` slots for runs the caller is about to claim itself (at ingest) and
+  // then passes to submit_reserved() or gives back with unreserve(). Returns how many it
+  // reserved: 0 before start() and after stop().
+  int reserve(int n);
+  void unreserve(int n);
+  void submit_reserved(std::vector<ClaimedRun> runs);
+
+  // Workers neither busy, nor promised a run (queued or reserved).
+  int free_slots() const;
+
+  // True when no run is queued, reserved or executing.
+  bool idle() const;
+
+  // Stops taking runs: queued ones are handed back to the store, due at once; executions
+  // hand their run back before their next step. Waits up to `grace` for executions to end.
+  // Returns true if all did (the workers are then joined), false if some are still inside a
+  // step body. Idempotent.
+  bool stop(std::chrono::milliseconds grace);
+
+ private:
+  void worker_loop();
+
+  const ExecutionEnv& env_;
+  const int workers_;
+  std::function<void()> on_slot_free_;
+
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_;   // a run was queued, or stopping
+  std::condition_variable done_cv_;   // an execution ended
+  std::deque<ClaimedRun> queue_;      // guarded by mu_
+  int executing_ = 0;                 // guarded by mu_
+  int reserved_ = 0;                  // guarded by mu_
+  bool started_ = false;              // guarded by mu_
+  bool stopping_ = false;             // guarded by mu_; env_.stopping mirrors it for executions
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace durable

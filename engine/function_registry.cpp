@@ -1,0 +1,122 @@
+#include "engine/function_registry.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include <durable/errors.hpp>
+
+namespace durable {
+
+namespace {
+
+constexpr size_t kMaxNameLength = 512;
+
+bool is_id_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '_' || c == '.' || c == '/';
+}
+
+void validate_function_id(std::string_view id) {
+  if (id.empty()) throw Error("function id is empty: set FunctionOptions::id");
+  if (id.size() > kMaxNameLength) throw Error(fmt::format("function id '{}...' is longer than 512 characters", id.substr(0, 32)));
+  for (char c : id) {
+    if (!is_id_char(c)) {
+      throw Error(fmt::format("function id '{}' has the character '{}': use letters, digits, '-', '_', '.' and '/'", id, c));
+    }
+  }
+}
+
+void validate_trigger(std::string_view function_id, const Trigger& t) {
+  if (t.event.empty()) throw Error(fmt::format("function '{}': a trigger has an empty event name", function_id));
+  if (t.event.size() > kMaxNameLength) {
+    throw Error(fmt::format("function '{}': trigger event name is longer than 512 characters", function_id));
+  }
+  auto star = t.event.find('*');
+  if (star != std::string::npos) {
+    bool trailing_wildcard = star == t.event.size() - 1 && star >= 2 && t.event[star - 1] == '/';
+    if (!trailing_wildcard) {
+      throw Error(fmt::format(
+          "function '{}': trigger '{}' is invalid: '*' is allowed only as a final \"prefix/*\"",
+          function_id, t.event));
+    }
+  }
+}
+
+bool matches(const Trigger& t, std::string_view name) {
+  std::string_view pattern = t.event;
+  if (!pattern.empty() && pattern.back() == '*') {
+    pattern.remove_suffix(1);  // keeps the '/': "image/*" matches "image/x", not "image"
+    return name.size() > pattern.size() && name.substr(0, pattern.size()) == pattern;
+  }
+  return pattern == name;
+}
+
+}  // namespace
+
+void validate_event_name(std::string_view name) {
+  if (name.empty()) throw Error("event name is empty");
+  if (name.size() > kMaxNameLength) {
+    throw Error(fmt::format("event name is {} characters long; the limit is 512", name.size()));
+  }
+}
+
+void FunctionRegistry::add(FunctionOptions options, std::vector<Trigger> triggers, Handler handler) {
+  validate_function_id(options.id);
+  if (functions_.count(options.id)) throw Error(fmt::format("function '{}' is registered twice", options.id));
+  if (!handler) throw Error(fmt::format("function '{}' has no handler", options.id));
+  if (triggers.empty()) throw Error(fmt::format("function '{}' has no trigger", options.id));
+  for (const Trigger& t : triggers) validate_trigger(options.id, t);
+  if (options.retries < 0) throw Error(fmt::format("function '{}': retries is negative", options.id));
+  if (options.backoff.delays.empty()) {
+    throw Error(fmt::format("function '{}': the backoff table is empty", options.id));
+  }
+  if (options.name.empty()) options.name = options.id;
+
+  std::string failure_id = options.id + std::string(kFailureSuffix);
+  if (options.on_failure && functions_.count(failure_id)) {
+    throw Error(fmt::format("function '{}': its failure handler's id '{}' is already taken", options.id, failure_id));
+  }
+
+  FailureHandler on_failure = options.on_failure;
+  std::string id = options.id;
+  auto fn = std::make_unique<RegisteredFunction>();
+  fn->options = std::move(options);
+  fn->triggers = std::move(triggers);
+  fn->handler = std::move(handler);
+  functions_.emplace(id, std::move(fn));
+  ids_.push_back(id);
+
+  if (on_failure) {
+    // The failure handler is a function of its own with no triggers: the engine starts its
+    // runs itself, in the transaction that fails the original run. It keeps the original's
+    // retry policy but has no failure handler of its own.
+    auto failure = std::make_unique<RegisteredFunction>();
+    failure->options = functions_.at(id)->options;
+    failure->options.id = failure_id;
+    failure->options.name = failure->options.name + " (on failure)";
+    failure->options.on_failure = nullptr;
+    failure->failure_handler = std::move(on_failure);
+    functions_.emplace(failure_id, std::move(failure));
+    ids_.push_back(failure_id);
+  }
+}
+
+const RegisteredFunction* FunctionRegistry::find(std::string_view id) const {
+  auto it = functions_.find(id);
+  return it == functions_.end() ? nullptr : it->second.get();
+}
+
+std::vector<const RegisteredFunction*> FunctionRegistry::match(std::string_view event_name) const {
+  std::vector<const RegisteredFunction*> out;
+  for (const std::string& id : ids_) {
+    const RegisteredFunction* fn = functions_.find(id)->second.get();
+    if (std::any_of(fn->triggers.begin(), fn->triggers.end(),
+                    [&](const Trigger& t) { return matches(t, event_name); })) {
+      out.push_back(fn);
+    }
+  }
+  return out;
+}
+
+}  // namespace durable

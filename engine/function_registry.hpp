@@ -1,0 +1,48 @@
+// The functions registered in this process, and which of them an event starts.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <durable/function.hpp>
+
+namespace durable {
+
+struct RegisteredFunction {
+  FunctionOptions options;
+  std::vector<Trigger> triggers;
+  Handler handler;                 // the body (unset for failure handlers)
+  FailureHandler failure_handler;  // set only for "<id>-failure" functions
+};
+
+class FunctionRegistry {
+ public:
+  // Suffix of the function that runs a function's on_failure handler.
+  static constexpr std::string_view kFailureSuffix = "-failure";
+
+  // Validates and adds a function (and, when it has on_failure, its "<id>-failure" function).
+  // Throws durable::Error saying what is wrong: a bad or duplicate id, no triggers, a bad
+  // trigger, negative retries, an empty backoff table. Not thread-safe: register before start.
+  void add(FunctionOptions options, std::vector<Trigger> triggers, Handler handler);
+
+  // nullptr when `id` is not registered here.
+  const RegisteredFunction* find(std::string_view id) const;
+
+  // The functions with a trigger matching `event_name`, each once, in registration order.
+  std::vector<const RegisteredFunction*> match(std::string_view event_name) const;
+
+  // Every registered id, failure handlers included.
+  const std::vector<std::string>& ids() const { return ids_; }
+
+ private:
+  std::map<std::string, std::unique_ptr<RegisteredFunction>, std::less<>> functions_;
+  std::vector<std::string> ids_;  // registration order
+};
+
+// Throws durable::Error unless `name` is a valid event name: 1 to 512 characters.
+void validate_event_name(std::string_view name);
+
+}  // namespace durable

@@ -1,0 +1,97 @@
+// One execution of a claimed run: it loads the run's journal, calls the function, answers its
+// step calls from the journal (memoized) or by running them and appending the result, and
+// records how the execution ended (completed, failed, sleeping, retrying). This is the
+// engine's Runtime: Step forwards every call here.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include <durable/runtime.hpp>
+
+#include "engine/function_registry.hpp"
+#include "engine/ids.hpp"
+#include "engine/retry_policy.hpp"
+#include "engine/store.hpp"
+
+namespace durable {
+
+// What executions share: the store, the time, the functions, and how to ask for a wake-up.
+struct ExecutionEnv {
+  Store& store;
+  Clock& clock;
+  IdGenerator& ids;
+  const FunctionRegistry& functions;
+  std::function<void(TimePoint)> wake_at;  // a run this process suspended becomes due then
+  const std::atomic<bool>& stopping;       // the engine is stopping: start no new step
+};
+
+class RunExecution final : public Runtime {
+ public:
+  RunExecution(const ExecutionEnv& env, ClaimedRun claim);
+
+  // Runs the function to its next stopping point and records the outcome. Never throws: a
+  // store failure is logged and the run is left to lease recovery, which replays it.
+  void execute();
+
+  // Hands the run back to the queue, due now, without executing it (the engine is stopping).
+  void release();
+
+  StepStart begin_step(std::string_view id) override;
+  void complete_step(const StepStart& start, nlohmann::json output) override;
+  [[noreturn]] void fail_step(const StepStart& start, std::exception_ptr error) override;
+  void sleep_until(std::string_view id, TimePoint until) override;
+  void sleep_for(std::string_view id, std::chrono::milliseconds duration) override;
+
+ private:
+  enum class State {
+    running,    // the function may go on
+    suspended,  // the outcome is committed (sleep, retry, release); unwind
+    fenced,     // a commit was refused: another worker owns the run now; unwind, write nothing
+    finished,   // completed or failed for good
+  };
+
+  // Reads the journal into the memo tables. Returns false when there is nothing to execute.
+  bool load();
+  void call_function();
+  std::string next_key(std::string_view id, StepKind kind);
+  void check_can_continue();
+  // Appends `entries` (numbering them) with `transition`; on a refused commit sets fenced.
+  bool append(std::vector<JournalEntry> entries, std::optional<RunTransition> transition = std::nullopt,
+              std::vector<NewRun> new_runs = {});
+  // Commits `entries` with a transition to `status` due `at`, asks for a wake-up then, and
+  // throws Suspend. Throws Suspend without waking anyone if the commit is refused.
+  [[noreturn]] void suspend_until(std::vector<JournalEntry> entries, RunStatus status, TimePoint at, int attempt);
+  void sleep_to(const std::string& key, TimePoint requested);
+  void complete_run(const nlohmann::json& output);
+  // Fails the run for good (after `entries`), starting its failure handler if it has one.
+  void fail_run(const ErrorInfo& error, const std::string& step_key, std::vector<JournalEntry> entries = {});
+  void retry_body(const ErrorInfo& error);
+
+  const ExecutionEnv& env_;
+  const ClaimedRun claim_;
+  const RegisteredFunction* function_ = nullptr;
+  State state_ = State::running;
+  int64_t next_seq_ = 0;
+
+  // The journal, indexed. Filled by load(); extended as this execution records steps.
+  nlohmann::json started_payload_;
+  std::unordered_map<std::string, nlohmann::json> outputs_;        // step key -> output
+  std::unordered_map<std::string, nlohmann::json> final_errors_;   // step key -> error
+  std::unordered_map<std::string, int> failed_attempts_;           // step key -> failures so far
+  std::unordered_map<std::string, TimePoint> sleeps_;              // step key -> deadline
+  int body_failures_ = 0;
+
+  // Step ids seen in this execution: how often, and as which kind.
+  std::unordered_map<std::string, int> occurrences_;
+  std::unordered_map<std::string, StepKind> kinds_;
+  std::unordered_set<std::string> used_keys_;
+  std::unordered_map<std::string, TimePoint> step_started_at_;     // keys being run now
+};
+
+}  // namespace durable

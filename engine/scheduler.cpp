@@ -1,0 +1,150 @@
+#include "engine/scheduler.hpp"
+
+#include <algorithm>
+
+#include "engine/log.hpp"
+
+namespace durable {
+
+Scheduler::Scheduler(SchedulerOptions options, Store& store, Executor& executor, Clock& clock)
+    : options_(std::move(options)), store_(store), executor_(executor), clock_(clock) {}
+
+Scheduler::~Scheduler() { stop(); }
+
+void Scheduler::start() {
+  {
+    std::lock_guard lock(mu_);
+    if (started_) return;
+    started_ = true;
+  }
+  // A clock moved by hand makes deadlines due without any real time passing: look again.
+  clock_subscription_ = clock_.subscribe([this] { notify(); });
+  thread_ = std::thread([this] { loop(); });
+}
+
+void Scheduler::stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (!started_ || stopping_) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  idle_cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  clock_.unsubscribe(clock_subscription_);
+}
+
+void Scheduler::notify() {
+  {
+    std::lock_guard lock(mu_);
+    ++work_seq_;
+  }
+  cv_.notify_all();
+}
+
+void Scheduler::wake_at(TimePoint at) {
+  {
+    std::lock_guard lock(mu_);
+    timers_.push(at);
+    ++work_seq_;
+  }
+  cv_.notify_all();
+}
+
+bool Scheduler::drain(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  uint64_t target = ++work_seq_;  // forces a claim round that starts after this call
+  cv_.notify_all();
+  return idle_cv_.wait_for(lock, timeout, [&] { return stopping_ || (idle_seq_ >= target && idle_seq_ == work_seq_); });
+}
+
+void Scheduler::loop() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    TimePoint now = clock_.now();
+    lock.unlock();
+    TimePoint next;
+    try {
+      next = run_due_work(now);
+    } catch (const std::exception& e) {
+      // A store failure (the disk, a lock held too long by another process): try again soon.
+      log(LogLevel::error, "scheduler round failed", {{"error", e.what()}});
+      next = now + std::min<std::chrono::milliseconds>(options_.poll_interval, std::chrono::seconds(1));
+    }
+    lock.lock();
+    if (stopping_) break;
+    if (!timers_.empty()) next = std::min(next, timers_.top());
+    if (work_seq_ != scanned_seq_ && executor_.free_slots() > 0) continue;  // told of new work meanwhile
+    if (clock_.advances_by_itself()) {
+      auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - clock_.now());
+      if (wait.count() > 0) {
+        cv_.wait_for(lock, wait, [&] { return stopping_ || (work_seq_ != scanned_seq_ && executor_.free_slots() > 0); });
+      }
+    } else if (clock_.now() < next) {
+      cv_.wait(lock, [&] { return stopping_ || (work_seq_ != scanned_seq_ && executor_.free_slots() > 0) ||
+                                  clock_.now() >= next; });
+    }
+  }
+}
+
+TimePoint Scheduler::run_due_work(TimePoint now) {
+  const auto ttl = options_.lease_ttl;
+  if (now >= next_renewal_) {
+    // Renew before recovering: after a jump of the clock our own live leases must not look
+    // expired to ourselves.
+    store_.renew_leases(options_.owner, now + ttl);
+    next_renewal_ = now + ttl / 3;
+  }
+  bool poll = false;
+  if (now >= next_recovery_) {
+    int recovered = store_.recover_expired_leases(now);
+    if (recovered > 0) {
+      log(LogLevel::warn, "recovered runs whose lease expired", {{"runs", std::to_string(recovered)}});
+    }
+    next_recovery_ = now + ttl / 2;
+    poll = true;
+  }
+  if (now >= next_poll_) {
+    poll = true;
+    next_poll_ = now + options_.poll_interval;
+  }
+
+  // Timers only wake the thread; every round claims whatever is due, so a due timer has
+  // done its job once this round starts.
+  uint64_t seq;
+  {
+    std::lock_guard lock(mu_);
+    while (!timers_.empty() && timers_.top() <= now) timers_.pop();
+    seq = work_seq_;
+    scanned_seq_ = seq;
+  }
+
+  // Claim while workers are free and the last claim filled every slot (more may be due).
+  int claimed_total = 0;
+  for (;;) {
+    int free = executor_.free_slots();
+    if (free <= 0) break;
+    auto runs = store_.claim(options_.function_ids, now, Lease{options_.owner, now + ttl}, free);
+    int n = static_cast<int>(runs.size());
+    claimed_total += n;
+    executor_.submit(std::move(runs));
+    if (n < free) break;
+  }
+
+  TimePoint next = std::min({next_renewal_, next_recovery_, next_poll_});
+  if (poll) {
+    // Runs created or put to sleep by other processes have no timer here: set one.
+    if (auto due = store_.next_due(options_.function_ids); due && *due > now) {
+      std::lock_guard lock(mu_);
+      timers_.push(*due);
+    }
+  }
+  if (claimed_total == 0 && executor_.idle()) {
+    std::lock_guard lock(mu_);
+    idle_seq_ = seq;
+    idle_cv_.notify_all();
+  }
+  return next;
+}
+
+}  // namespace durable

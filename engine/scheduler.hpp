@@ -1,0 +1,80 @@
+// The scheduler: one thread that decides when to claim runs and keeps leases alive. It claims
+// due runs whenever workers are free and there may be work: when told (an event arrived, a
+// worker finished), when a timer this process set comes due (a sleep deadline, a retry time),
+// and every poll interval for work other processes created. It renews this process's leases
+// every third of the lease TTL and returns expired leases (of crashed workers) to the queue.
+// In-process wake-ups use a condition variable and a timer heap; the database is polled only
+// as the fallback for other processes.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <queue>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/executor.hpp"
+#include "engine/store.hpp"
+
+namespace durable {
+
+struct SchedulerOptions {
+  std::string owner;                         // this process's lease owner id
+  std::vector<std::string> function_ids;     // claim only runs of these functions
+  std::chrono::milliseconds lease_ttl{30000};
+  std::chrono::milliseconds poll_interval{500};
+};
+
+class Scheduler {
+ public:
+  Scheduler(SchedulerOptions options, Store& store, Executor& executor, Clock& clock);
+  // Stops and joins the thread.
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Recovers expired leases, then starts the thread. Idempotent.
+  void start();
+  // Stops claiming and renewing; joins the thread. Idempotent.
+  void stop();
+
+  // There may be runs due now (new runs, a free worker, a clock move). Thread-safe.
+  void notify();
+  // A run becomes due at `at`. Thread-safe.
+  void wake_at(TimePoint at);
+
+  // See Engine::drain().
+  bool drain(std::chrono::milliseconds timeout);
+
+ private:
+  void loop();
+  // One round: renew, recover, claim. Returns when the thread should next wake.
+  TimePoint run_due_work(TimePoint now);
+
+  const SchedulerOptions options_;
+  Store& store_;
+  Executor& executor_;
+  Clock& clock_;
+  int clock_subscription_ = 0;
+
+  std::mutex mu_;
+  std::condition_variable cv_;        // the thread waits here
+  std::condition_variable idle_cv_;   // drain() waits here
+  bool stopping_ = false;             // guarded by mu_
+  bool started_ = false;              // guarded by mu_
+  uint64_t work_seq_ = 0;             // guarded by mu_: bumped by every notify()
+  uint64_t scanned_seq_ = 0;          // guarded by mu_: work_seq_ when the last claim round began
+  uint64_t idle_seq_ = 0;             // guarded by mu_: work_seq_ at the last round that found nothing to do
+  std::priority_queue<TimePoint, std::vector<TimePoint>, std::greater<>> timers_;  // guarded by mu_
+
+  // Used by the scheduler thread only.
+  TimePoint next_renewal_{};
+  TimePoint next_recovery_{};
+  TimePoint next_poll_{};
+  std::thread thread_;
+};
+
+}  // namespace durable

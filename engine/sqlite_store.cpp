@@ -1,0 +1,331 @@
+#include "engine/sqlite_store.hpp"
+
+#include <cassert>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/group_commit.hpp"
+#include "engine/schema.hpp"
+#include "engine/sqlite.hpp"
+
+namespace durable {
+
+namespace {
+
+constexpr const char* kJournalKinds[] = {"run_started", "step_completed", "step_failed",
+                                         "sleep_scheduled", "body_failed", "run_completed",
+                                         "run_failed"};
+
+std::string json_list(const std::vector<std::string>& items) { return nlohmann::json(items).dump(); }
+
+void insert_entry(SqliteDb& db, std::string_view run_id, const JournalEntry& e) {
+  auto& s = db.cached(
+      "INSERT INTO journal (run_id, seq, kind, step_key, attempt, payload, started_at, recorded_at) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+  s.bind(1, run_id).bind(2, e.seq).bind(3, to_string(e.kind));
+  if (e.step_key.empty()) {
+    s.bind_null(4);
+  } else {
+    s.bind(4, e.step_key);
+  }
+  s.bind(5, e.attempt ? std::optional<int64_t>(*e.attempt) : std::nullopt);
+  s.bind(6, e.payload);
+  s.bind(7, e.started_at ? std::optional<int64_t>(to_millis(*e.started_at)) : std::nullopt);
+  s.bind(8, to_millis(e.recorded_at));
+  s.exec();
+}
+
+void insert_run(SqliteDb& db, const NewRun& run, TimePoint now) {
+  auto& s = db.cached(
+      "INSERT INTO runs (id, function_id, event_id, status, available_at, lease_owner, lease_epoch, "
+      "lease_expires_at, journal_length, created_at, started_at) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)");
+  s.bind(1, run.id).bind(2, run.function_id).bind(3, run.event_id);
+  s.bind(5, to_millis(now)).bind(9, to_millis(now));
+  if (run.lease) {
+    s.bind(4, "running").bind(6, run.lease->owner).bind(7, 1);
+    s.bind(8, to_millis(run.lease->expires_at)).bind(10, to_millis(now));
+  } else {
+    s.bind(4, "queued").bind_null(6).bind(7, 0).bind_null(8).bind_null(10);
+  }
+  s.exec();
+  insert_entry(db, run.id,
+               JournalEntry{.seq = 0, .kind = JournalKind::run_started, .payload = run.started_payload,
+                            .recorded_at = now});
+}
+
+constexpr const char* kRunColumns =
+    "id, function_id, event_id, status, attempt, output, error, created_at, started_at, ended_at, "
+    "available_at";
+
+Run read_run(const Statement& s) {
+  Run r;
+  r.id = s.get_text(0);
+  r.function_id = s.get_text(1);
+  r.event_id = s.get_text(2);
+  r.status = parse_run_status(s.get_text(3));
+  r.attempt = static_cast<int>(s.get_int(4));
+  if (!s.is_null(5)) r.output = nlohmann::json::parse(s.get_text(5));
+  if (!s.is_null(6)) r.error = nlohmann::json::parse(s.get_text(6));
+  r.created_at = from_millis(s.get_int(7));
+  if (!s.is_null(8)) r.started_at = from_millis(s.get_int(8));
+  if (!s.is_null(9)) r.ended_at = from_millis(s.get_int(9));
+  r.available_at = from_millis(s.get_int(10));
+  return r;
+}
+
+}  // namespace
+
+std::string_view to_string(JournalKind kind) { return kJournalKinds[static_cast<int>(kind)]; }
+
+JournalKind parse_journal_kind(std::string_view text) {
+  for (size_t i = 0; i < std::size(kJournalKinds); ++i) {
+    if (text == kJournalKinds[i]) return static_cast<JournalKind>(i);
+  }
+  throw StoreError(0, "unknown journal entry kind '" + std::string(text) + "'");
+}
+
+SqliteStore::SqliteStore(SqliteStoreOptions options)
+    : options_(std::move(options)), in_memory_(options_.path == ":memory:") {
+  writer_db_ = std::make_unique<SqliteDb>(options_.path, options_.busy_timeout);
+  if (!in_memory_) {
+    // WAL lets readers work while the writer commits. The mode is stored in the file, so
+    // every later connection gets it too.
+    writer_db_->exec("PRAGMA journal_mode = WAL");
+  }
+  writer_db_->exec(options_.durability == Durability::full ? "PRAGMA synchronous = FULL"
+                                                           : "PRAGMA synchronous = NORMAL");
+  migrate(*writer_db_, schema_sql());
+  writer_ = std::make_unique<GroupCommitWriter>(*writer_db_, in_memory_ ? &shared_mu_ : nullptr);
+}
+
+SqliteStore::~SqliteStore() {
+  writer_.reset();  // finish pending writes before the connections close
+}
+
+template <class Fn>
+auto SqliteStore::read(Fn&& fn) {
+  if (in_memory_) {
+    std::lock_guard lock(shared_mu_);
+    return fn(*writer_db_);
+  }
+  std::unique_ptr<SqliteDb> db;
+  {
+    std::lock_guard lock(readers_mu_);
+    if (!idle_readers_.empty()) {
+      db = std::move(idle_readers_.back());
+      idle_readers_.pop_back();
+    }
+  }
+  if (!db) db = std::make_unique<SqliteDb>(options_.path, options_.busy_timeout);
+  struct GiveBack {
+    SqliteStore* store;
+    std::unique_ptr<SqliteDb>& db;
+    ~GiveBack() {
+      std::lock_guard lock(store->readers_mu_);
+      store->idle_readers_.push_back(std::move(db));
+    }
+  } give_back{this, db};
+  return fn(*db);
+}
+
+std::vector<IngestStore::Outcome> SqliteStore::ingest(const std::vector<Item>& items, TimePoint now,
+                                                      std::chrono::milliseconds dedup_window) {
+  std::vector<Outcome> outcomes;
+  writer_->write([&](SqliteDb& db) {
+    outcomes.clear();
+    for (const Item& item : items) {
+      bool duplicate = false;
+      if (!item.event.id.empty()) {
+        StatementScope seen(db.cached(
+            "SELECT 1 FROM events WHERE dedup_key = ? AND received_at > ? AND duplicate = 0 LIMIT 1"));
+        seen->bind(1, item.event.id).bind(2, to_millis(now - dedup_window));
+        duplicate = seen->step();
+      }
+      auto& s = db.cached(
+          "INSERT INTO events (id, name, data, user_data, ts, v, dedup_key, duplicate, received_at) "
+          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      s.bind(1, item.event_id).bind(2, item.event.name).bind(3, item.event.data.dump());
+      s.bind(4, item.event.user.dump()).bind(5, to_millis(item.event.ts));
+      s.bind(6, item.event.v.empty() ? std::nullopt : std::optional<std::string>(item.event.v));
+      s.bind(7, item.event.id.empty() ? std::nullopt : std::optional<std::string>(item.event.id));
+      s.bind(8, duplicate ? 1 : 0).bind(9, to_millis(now));
+      s.exec();
+      if (!duplicate) {
+        for (const NewRun& run : item.runs) insert_run(db, run, now);
+      }
+      outcomes.push_back(duplicate ? Outcome::duplicate : Outcome::accepted);
+    }
+  });
+  return outcomes;
+}
+
+std::optional<StoredEvent> SqliteStore::find_event(std::string_view event_id) {
+  return read([&](SqliteDb& db) -> std::optional<StoredEvent> {
+    StatementScope s(db.cached(
+        "SELECT name, data, user_data, ts, v, dedup_key, duplicate, received_at FROM events WHERE id = ?"));
+    s->bind(1, event_id);
+    if (!s->step()) return std::nullopt;
+    StoredEvent e;
+    e.id = std::string(event_id);
+    e.event.name = s->get_text(0);
+    e.event.data = nlohmann::json::parse(s->get_text(1));
+    e.event.user = nlohmann::json::parse(s->get_text(2));
+    e.event.ts = from_millis(s->get_int(3));
+    e.event.v = s->get_optional_text(4).value_or("");
+    e.event.id = s->get_optional_text(5).value_or("");
+    e.duplicate = s->get_int(6) != 0;
+    e.received_at = from_millis(s->get_int(7));
+    return e;
+  });
+}
+
+std::vector<ClaimedRun> SqliteStore::claim(const std::vector<std::string>& function_ids,
+                                           TimePoint now, const Lease& lease, int limit) {
+  std::vector<ClaimedRun> claimed;
+  if (function_ids.empty() || limit <= 0) return claimed;
+  std::string functions = json_list(function_ids);
+  writer_->write([&](SqliteDb& db) {
+    claimed.clear();
+    StatementScope s(db.cached(
+        "UPDATE runs SET status = 'running', lease_owner = ?1, lease_epoch = lease_epoch + 1, "
+        "lease_expires_at = ?2, started_at = COALESCE(started_at, ?3) "
+        "WHERE id IN (SELECT id FROM runs WHERE status IN ('queued', 'sleeping') "
+        "AND available_at <= ?3 AND function_id IN (SELECT value FROM json_each(?4)) "
+        "ORDER BY available_at LIMIT ?5) "
+        "RETURNING id, function_id, event_id, lease_epoch, attempt"));
+    s->bind(1, lease.owner).bind(2, to_millis(lease.expires_at)).bind(3, to_millis(now));
+    s->bind(4, functions).bind(5, limit);
+    while (s->step()) {
+      claimed.push_back(ClaimedRun{s->get_text(0), s->get_text(1), s->get_text(2), s->get_int(3),
+                                   static_cast<int>(s->get_int(4))});
+    }
+  });
+  return claimed;
+}
+
+int SqliteStore::renew_leases(const std::string& owner, TimePoint expires_at) {
+  int n = 0;
+  writer_->write([&](SqliteDb& db) {
+    n = db.cached("UPDATE runs SET lease_expires_at = ? WHERE status = 'running' AND lease_owner = ?")
+            .bind(1, to_millis(expires_at))
+            .bind(2, owner)
+            .exec();
+  });
+  return n;
+}
+
+int SqliteStore::recover_expired_leases(TimePoint now) {
+  int n = 0;
+  writer_->write([&](SqliteDb& db) {
+    n = db.cached(
+              "UPDATE runs SET status = 'queued', available_at = ?1, lease_owner = NULL, "
+              "lease_expires_at = NULL, lease_epoch = lease_epoch + 1 "
+              "WHERE status = 'running' AND lease_expires_at <= ?1")
+            .bind(1, to_millis(now))
+            .exec();
+  });
+  return n;
+}
+
+std::optional<TimePoint> SqliteStore::next_due(const std::vector<std::string>& function_ids) {
+  if (function_ids.empty()) return std::nullopt;
+  std::string functions = json_list(function_ids);
+  return read([&](SqliteDb& db) -> std::optional<TimePoint> {
+    StatementScope s(db.cached(
+        "SELECT available_at FROM runs WHERE status IN ('queued', 'sleeping') "
+        "AND function_id IN (SELECT value FROM json_each(?)) ORDER BY available_at LIMIT 1"));
+    s->bind(1, functions);
+    if (!s->step()) return std::nullopt;
+    return from_millis(s->get_int(0));
+  });
+}
+
+std::vector<JournalEntry> SqliteStore::load_journal(std::string_view run_id) {
+  return read([&](SqliteDb& db) {
+    std::vector<JournalEntry> entries;
+    StatementScope s(db.cached(
+        "SELECT seq, kind, step_key, attempt, payload, started_at, recorded_at FROM journal "
+        "WHERE run_id = ? ORDER BY seq"));
+    s->bind(1, run_id);
+    while (s->step()) {
+      JournalEntry e;
+      e.seq = s->get_int(0);
+      e.kind = parse_journal_kind(s->get_text(1));
+      e.step_key = s->get_optional_text(2).value_or("");
+      if (auto a = s->get_optional_int(3)) e.attempt = static_cast<int>(*a);
+      e.payload = s->get_optional_text(4).value_or("null");
+      if (auto t = s->get_optional_int(5)) e.started_at = from_millis(*t);
+      e.recorded_at = from_millis(s->get_int(6));
+      entries.push_back(std::move(e));
+    }
+    return entries;
+  });
+}
+
+JournalStore::CommitResult SqliteStore::commit(const Commit& c) {
+  CommitResult result = CommitResult::committed;
+  writer_->write([&](SqliteDb& db) {
+    auto length = static_cast<int64_t>(c.entries.size());
+    int64_t expected_length = c.entries.empty() ? -1 : c.first_seq;  // -1: not checked
+    // The fencing check comes first and changes the row only if it passes: the lease epoch
+    // must still be ours and the journal exactly as long as we believe. If not, nothing is
+    // written and the savepoint has nothing to roll back.
+    int changed = 0;
+    if (!c.transition) {
+      changed = db.cached(
+                      "UPDATE runs SET journal_length = journal_length + ?1 "
+                      "WHERE id = ?2 AND lease_epoch = ?3 AND status = 'running' AND (?4 < 0 OR journal_length = ?4)")
+                    .bind(1, length).bind(2, c.run_id).bind(3, c.lease_epoch).bind(4, expected_length)
+                    .exec();
+    } else {
+      const RunTransition& t = *c.transition;
+      assert(t.status != RunStatus::running && "a transition always ends the lease");
+      bool finished = is_finished(t.status);
+      changed = db.cached(
+                      "UPDATE runs SET journal_length = journal_length + ?1, status = ?5, "
+                      "available_at = ?6, attempt = ?7, output = ?8, error = ?9, "
+                      "ended_at = CASE WHEN ?10 THEN ?11 ELSE ended_at END, "
+                      "lease_owner = NULL, lease_expires_at = NULL "
+                      "WHERE id = ?2 AND lease_epoch = ?3 AND status = 'running' AND (?4 < 0 OR journal_length = ?4)")
+                    .bind(1, length).bind(2, c.run_id).bind(3, c.lease_epoch).bind(4, expected_length)
+                    .bind(5, to_string(t.status)).bind(6, to_millis(t.available_at)).bind(7, t.attempt)
+                    .bind(8, t.output).bind(9, t.error).bind(10, finished ? 1 : 0)
+                    .bind(11, to_millis(c.now))
+                    .exec();
+    }
+    if (changed == 0) {
+      result = CommitResult::lease_lost;
+      return;
+    }
+    for (const JournalEntry& e : c.entries) insert_entry(db, c.run_id, e);
+    for (const NewRun& run : c.new_runs) insert_run(db, run, c.now);
+  });
+  return result;
+}
+
+std::optional<Run> SqliteStore::find_run(std::string_view run_id) {
+  static const std::string sql = std::string("SELECT ") + kRunColumns + " FROM runs WHERE id = ?";
+  return read([&](SqliteDb& db) -> std::optional<Run> {
+    StatementScope s(db.cached(sql.c_str()));
+    s->bind(1, run_id);
+    if (!s->step()) return std::nullopt;
+    return read_run(*s);
+  });
+}
+
+std::vector<Run> SqliteStore::runs_for_event(std::string_view event_id) {
+  static const std::string sql =
+      std::string("SELECT ") + kRunColumns + " FROM runs WHERE event_id = ? ORDER BY id";
+  return read([&](SqliteDb& db) {
+    std::vector<Run> runs;
+    StatementScope s(db.cached(sql.c_str()));
+    s->bind(1, event_id);
+    while (s->step()) runs.push_back(read_run(*s));
+    return runs;
+  });
+}
+
+StoreStats SqliteStore::stats() const { return StoreStats{writer_->commits(), writer_->writes()}; }
+
+}  // namespace durable

@@ -1,0 +1,71 @@
+// SqliteStore: the Store on an embedded SQLite database (WAL mode). All writes go through one
+// GroupCommitWriter per store; reads use a small pool of their own connections, so they never
+// wait for a commit. Several processes on one host may share the database file.
+//
+//   SqliteStore store({.path = "app.db", .durability = Durability::full});
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <durable/engine.hpp>
+
+#include "engine/store.hpp"
+
+namespace durable {
+
+class SqliteDb;
+class GroupCommitWriter;
+
+struct SqliteStoreOptions {
+  // File path, or ":memory:" (one private connection shared by reads and writes).
+  std::string path;
+  Durability durability = Durability::full;
+  // How long a write waits for another process's write lock. Default: 5 s.
+  std::chrono::milliseconds busy_timeout = std::chrono::seconds(5);
+};
+
+class SqliteStore final : public Store {
+ public:
+  // Opens the database and migrates it to the embedded schema. Throws durable::Error (the
+  // database is newer than this build) or StoreError.
+  explicit SqliteStore(SqliteStoreOptions options);
+  ~SqliteStore() override;
+
+  std::vector<Outcome> ingest(const std::vector<Item>& items, TimePoint now,
+                              std::chrono::milliseconds dedup_window) override;
+  std::optional<StoredEvent> find_event(std::string_view event_id) override;
+
+  std::vector<ClaimedRun> claim(const std::vector<std::string>& function_ids, TimePoint now,
+                                const Lease& lease, int limit) override;
+  int renew_leases(const std::string& owner, TimePoint expires_at) override;
+  int recover_expired_leases(TimePoint now) override;
+  std::optional<TimePoint> next_due(const std::vector<std::string>& function_ids) override;
+
+  std::vector<JournalEntry> load_journal(std::string_view run_id) override;
+  CommitResult commit(const Commit& commit) override;
+
+  std::optional<Run> find_run(std::string_view run_id) override;
+  std::vector<Run> runs_for_event(std::string_view event_id) override;
+
+  StoreStats stats() const override;
+
+ private:
+  // Runs `fn` with a reader connection (the shared connection, locked, for ":memory:").
+  template <class Fn>
+  auto read(Fn&& fn);
+
+  SqliteStoreOptions options_;
+  bool in_memory_;
+  std::unique_ptr<SqliteDb> writer_db_;
+  std::mutex shared_mu_;  // ":memory:" only: serializes the one connection
+
+  std::mutex readers_mu_;
+  std::vector<std::unique_ptr<SqliteDb>> idle_readers_;  // guarded by readers_mu_
+
+  std::unique_ptr<GroupCommitWriter> writer_;  // last: destroyed first, finishing its queue
+};
+
+}  // namespace durable

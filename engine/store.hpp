@@ -1,0 +1,175 @@
+// The store: everything the engine keeps, behind interfaces split by caller. Ingest stores
+// events with the runs they start; the run queue hands due runs to workers under leases; the
+// journal store reads a run's history and commits what an execution appends to it; the run
+// reader answers queries. SqliteStore implements them all; a PostgreSQL store will too, and
+// tests/store_test.cpp is written once against these interfaces.
+//
+// Every write is atomic, and durable (per the durability setting) when the call returns.
+// All methods are thread-safe. Failures throw StoreError; expected outcomes (a duplicate
+// event, a lost lease) are return values.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <durable/clock.hpp>
+#include <durable/event.hpp>
+#include <durable/run.hpp>
+
+namespace durable {
+
+// The kinds of journal entry, stored as these words. docs/journal.md gives each payload.
+enum class JournalKind {
+  run_started,      // first entry of every run
+  step_completed,   // a step's result: payload is its output
+  step_failed,      // an attempt of a step failed; payload says whether it will be retried
+  sleep_scheduled,  // payload {"until": ms}
+  body_failed,      // the function threw outside any step; payload like step_failed
+  run_completed,    // payload: the function's output
+  run_failed,       // payload: the error
+};
+std::string_view to_string(JournalKind kind);
+JournalKind parse_journal_kind(std::string_view text);  // throws StoreError for unknown text
+
+struct JournalEntry {
+  int64_t seq = 0;                       // position in the run's journal, from 0
+  JournalKind kind = JournalKind::run_started;
+  std::string step_key;                  // step entries only
+  std::optional<int> attempt;            // step_failed, body_failed: the failed attempt, from 0
+  std::string payload = "null";          // JSON text
+  std::optional<TimePoint> started_at;   // step entries: when the body started
+  TimePoint recorded_at{};
+};
+
+// A lease: `owner` may execute the run until `expires_at`, and commit while `epoch` is current.
+struct Lease {
+  std::string owner;
+  TimePoint expires_at{};
+};
+
+// A run to create. It starts queued and available at once, or, when `lease` is set, already
+// claimed by that owner (a process that will execute it immediately).
+struct NewRun {
+  std::string id;
+  std::string function_id;
+  std::string event_id;
+  std::string started_payload = "{}";  // payload of its run_started entry (JSON)
+  std::optional<Lease> lease;
+};
+
+struct StoredEvent {
+  std::string id;
+  Event event;            // ts filled in
+  bool duplicate = false;
+  TimePoint received_at{};
+};
+
+class IngestStore {
+ public:
+  virtual ~IngestStore() = default;
+
+  struct Item {
+    std::string event_id;   // the id to store it under
+    Event event;            // validated, ts filled in
+    std::vector<NewRun> runs;
+  };
+  enum class Outcome { accepted, duplicate };
+
+  // Stores every item's event and, unless the event is a duplicate (another event with the
+  // same dedup key, event.id, was accepted after `now - dedup_window`), its runs, with their
+  // run_started entries: all in one transaction. Duplicates are stored too, flagged, without
+  // runs. Returns one outcome per item, in order.
+  virtual std::vector<Outcome> ingest(const std::vector<Item>& items, TimePoint now,
+                                      std::chrono::milliseconds dedup_window) = 0;
+
+  virtual std::optional<StoredEvent> find_event(std::string_view event_id) = 0;
+};
+
+// A run handed to a worker by claim().
+struct ClaimedRun {
+  std::string run_id;
+  std::string function_id;
+  std::string event_id;
+  int64_t lease_epoch = 0;  // present it with every commit
+  int attempt = 0;
+};
+
+class RunQueue {
+ public:
+  virtual ~RunQueue() = default;
+
+  // Claims up to `limit` queued or sleeping runs of the given functions whose available_at is
+  // at or before `now`, earliest first, and leases them to `lease`. Each claim advances the
+  // run's lease epoch, which fences out any earlier holder.
+  virtual std::vector<ClaimedRun> claim(const std::vector<std::string>& function_ids, TimePoint now,
+                                        const Lease& lease, int limit) = 0;
+
+  // Extends every lease `owner` holds to `expires_at`. Returns how many.
+  virtual int renew_leases(const std::string& owner, TimePoint expires_at) = 0;
+
+  // Puts every running run whose lease expired at or before `now` back in the queue, available
+  // at once, and advances its epoch so the old holder can no longer commit. Returns how many.
+  virtual int recover_expired_leases(TimePoint now) = 0;
+
+  // The earliest available_at of the queued or sleeping runs of these functions, if any.
+  virtual std::optional<TimePoint> next_due(const std::vector<std::string>& function_ids) = 0;
+};
+
+// How a commit changes the run's row. Every status but running ends the lease.
+struct RunTransition {
+  RunStatus status = RunStatus::queued;
+  TimePoint available_at{};            // queued, sleeping: when it may be claimed again
+  int attempt = 0;                     // the run's new attempt count
+  std::optional<std::string> output;   // completed: JSON text
+  std::optional<std::string> error;    // failed: JSON text
+};
+
+// What an execution appends to its run's journal, in one transaction.
+struct Commit {
+  std::string run_id;
+  int64_t lease_epoch = 0;                // the epoch from claim(); fencing
+  int64_t first_seq = 0;                  // entries[0].seq: must equal the journal's length
+  std::vector<JournalEntry> entries;
+  std::optional<RunTransition> transition;  // none: the run stays running under the lease
+  std::vector<NewRun> new_runs;           // runs to create in the same transaction
+  TimePoint now{};
+};
+
+class JournalStore {
+ public:
+  virtual ~JournalStore() = default;
+
+  // The run's journal in order; empty when the run does not exist.
+  virtual std::vector<JournalEntry> load_journal(std::string_view run_id) = 0;
+
+  enum class CommitResult { committed, lease_lost };
+
+  // Appends the entries and applies the transition if the run is still running under
+  // `lease_epoch` and (when there are entries) its journal is `first_seq` entries long;
+  // otherwise changes nothing and returns lease_lost (another worker took the run over, or
+  // it was cancelled).
+  virtual CommitResult commit(const Commit& commit) = 0;
+};
+
+class RunReader {
+ public:
+  virtual ~RunReader() = default;
+  virtual std::optional<Run> find_run(std::string_view run_id) = 0;
+  virtual std::vector<Run> runs_for_event(std::string_view event_id) = 0;
+};
+
+// Counters for benchmarks and metrics.
+struct StoreStats {
+  uint64_t commits = 0;  // write transactions committed
+  uint64_t writes = 0;   // caller operations in them (events ingested, journal commits, claims)
+};
+
+class Store : public IngestStore, public RunQueue, public JournalStore, public RunReader {
+ public:
+  virtual StoreStats stats() const = 0;
+};
+
+}  // namespace durable

@@ -1,0 +1,108 @@
+// The profile-image pipeline: when a user uploads a profile picture, make 512, 128 and 64
+// pixel WebP thumbnails, publish them, wait a moment, and record their URLs in the
+// application's database. Each step is durable: kill the process at any point, start it
+// again, and the run goes on from the last finished step.
+//
+//   ./profile_image [--port 8288] [--database profile_image.db] [--app-db app.db]
+//                   [--out profile_image_out] [--cool-down-seconds 10]
+//
+// Then send an event (the program prints this line with the right path and key):
+//   curl -d '{"name":"image/profile.uploaded","data":{"userId":"u_1","image":"<path>"}}' \
+//        http://127.0.0.1:8288/e/<key>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <string>
+
+#include <fmt/format.h>
+
+#include <durable/durable.hpp>
+
+#include "image_pipeline.hpp"
+
+namespace {
+
+struct Config {
+  int port = 8288;
+  std::string database = "profile_image.db";
+  std::string app_db = "app.db";
+  std::string out = "profile_image_out";
+  int cool_down_seconds = 10;
+};
+
+Config parse_args(int argc, char** argv) {
+  Config c;
+  for (int i = 1; i < argc; ++i) {
+    std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::cout << "usage: profile_image [--port N] [--database FILE] [--app-db FILE] [--out DIR] "
+                   "[--cool-down-seconds N]\n";
+      std::exit(0);
+    }
+    if (i + 1 >= argc) {
+      std::cerr << "profile_image: " << flag << " needs a value (see --help)\n";
+      std::exit(2);
+    }
+    std::string value = argv[++i];
+    try {
+      if (flag == "--port") c.port = std::stoi(value);
+      else if (flag == "--database") c.database = value;
+      else if (flag == "--app-db") c.app_db = value;
+      else if (flag == "--out") c.out = value;
+      else if (flag == "--cool-down-seconds") c.cool_down_seconds = std::stoi(value);
+      else {
+        std::cerr << "profile_image: unknown option " << flag << " (see --help)\n";
+        std::exit(2);
+      }
+    } catch (const std::exception&) {
+      std::cerr << "profile_image: " << flag << " needs a number, not '" << value << "'\n";
+      std::exit(2);
+    }
+  }
+  return c;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Config config = parse_args(argc, argv);
+  std::string out_dir = std::filesystem::absolute(config.out).string();
+  std::string public_dir = out_dir + "/public";
+
+  try {
+    durable::Engine engine({.database = config.database});
+
+    engine.function(
+        {.id = "process-profile-image", .retries = 3},
+        durable::on_event("image/profile.uploaded"),
+        [&](durable::Context& ctx) {
+          auto user_id = ctx.event.data.at("userId").get<std::string>();
+          auto image = ctx.event.data.at("image").get<std::string>();
+
+          auto thumbnails = ctx.step.run("resize-images", [&] {
+            return make_thumbnails(image, out_dir + "/work", user_id, {512, 128, 64});
+          });
+          auto urls = ctx.step.run("upload", [&] {
+            return publish(thumbnails, public_dir, "file://" + public_dir, user_id);
+          });
+          ctx.step.sleep("cool-down", std::chrono::seconds(config.cool_down_seconds));
+          ctx.step.run("update-database", [&] { save_avatar_urls(config.app_db, user_id, urls); });
+          return nlohmann::json{{"userId", user_id}, {"urls", urls}};
+        });
+
+    const char* env_key = std::getenv("DURABLE_EVENT_KEY");
+    std::string key = env_key && *env_key ? env_key : "local-dev-key";
+    std::string sample = DURABLE_SAMPLE_IMAGE;  // the picture that ships with the example
+    std::cout << fmt::format(
+                     "\nprofile_image: send an event with\n\n"
+                     "  curl -d '{{\"name\":\"image/profile.uploaded\",\"data\":{{\"userId\":\"u_1\",\"image\":\"{}\"}}}}' "
+                     "http://127.0.0.1:{}/e/{}\n\n"
+                     "thumbnails go to {}; URLs to the users table of {}. Ctrl-C stops.\n",
+                     sample, config.port, key, public_dir, config.app_db)
+              << std::flush;
+    return engine.serve({.port = config.port, .event_keys = {key}});
+  } catch (const std::exception& e) {
+    std::cerr << "profile_image: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,65 @@
+-- The durable SQLite schema. Embedded into the engine at build time.
+--
+-- The file is a list of versions. Each "-- version N" section turns a database of version
+-- N-1 into version N; a new database runs every section in order. PRAGMA user_version holds
+-- the last version applied. Never edit a released section: add a new one.
+--
+-- Conventions: times are INTEGER milliseconds since the Unix epoch (UTC); ids are 26-character
+-- sortable ULIDs; JSON is stored as TEXT; enumerations are stored as their lowercase names.
+-- docs/journal.md specifies the journal's entries.
+
+-- version 1
+
+-- Every accepted event, duplicates included. An event and the runs it starts are inserted in
+-- one transaction.
+CREATE TABLE events (
+  id          TEXT PRIMARY KEY,          -- engine-assigned ULID, returned to the sender
+  name        TEXT NOT NULL,
+  data        TEXT NOT NULL,             -- JSON object
+  user_data   TEXT NOT NULL,             -- JSON object (the event's "user")
+  ts          INTEGER NOT NULL,          -- when it happened, per the sender (default: received_at)
+  v           TEXT,                      -- the sender's schema version of the event
+  dedup_key   TEXT,                      -- the sender's "id", if any
+  duplicate   INTEGER NOT NULL DEFAULT 0,-- 1: dedup_key was seen within the window; no runs
+  received_at INTEGER NOT NULL
+);
+CREATE INDEX events_by_dedup_key ON events (dedup_key, received_at) WHERE dedup_key IS NOT NULL;
+CREATE INDEX events_by_name ON events (name, received_at);
+
+-- One row per run: a projection of its journal kept in the same transactions, for the queue
+-- (which run is due, who holds it) and for queries.
+CREATE TABLE runs (
+  id               TEXT PRIMARY KEY,     -- ULID
+  function_id      TEXT NOT NULL,
+  event_id         TEXT NOT NULL,        -- events.id of the event that started it
+  status           TEXT NOT NULL,        -- queued | running | sleeping | completed | failed | cancelled
+  attempt          INTEGER NOT NULL DEFAULT 0,  -- failures so far of what is being retried
+  available_at     INTEGER NOT NULL,     -- queued/sleeping: the earliest time it may be claimed
+  lease_owner      TEXT,                 -- running: the worker process holding it
+  lease_epoch      INTEGER NOT NULL DEFAULT 0,  -- fencing token: +1 on every claim or recovery
+  lease_expires_at INTEGER,              -- running: taken over by others after this
+  journal_length   INTEGER NOT NULL DEFAULT 0,  -- number of journal entries (next seq)
+  output           TEXT,                 -- completed: JSON the function returned
+  error            TEXT,                 -- failed: JSON {"name","message","step"?}
+  created_at       INTEGER NOT NULL,
+  started_at       INTEGER,              -- first claimed
+  ended_at         INTEGER               -- completed, failed or cancelled
+);
+CREATE INDEX runs_due ON runs (available_at) WHERE status IN ('queued', 'sleeping');
+CREATE INDEX runs_leased ON runs (lease_expires_at) WHERE status = 'running';
+CREATE INDEX runs_by_event ON runs (event_id);
+CREATE INDEX runs_by_function ON runs (function_id, created_at);
+
+-- The append-only log of each run: the source of truth that replays read. Memoized step
+-- results are the step_completed entries.
+CREATE TABLE journal (
+  run_id      TEXT NOT NULL,
+  seq         INTEGER NOT NULL,          -- 0, 1, 2, ... per run
+  kind        TEXT NOT NULL,             -- run_started | step_completed | step_failed | ...
+  step_key    TEXT,                      -- step entries: "id" or "id:n"
+  attempt     INTEGER,                   -- step_failed / body_failed: which attempt (0-based)
+  payload     TEXT,                      -- JSON; see docs/journal.md
+  started_at  INTEGER,                   -- step entries: when the step body started
+  recorded_at INTEGER NOT NULL,
+  PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages durable builds with, and only those that are missing.
+# Idempotent: prints nothing and does nothing when everything is already installed.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libsqlite3-dev          # the embedded store
+  libcpp-httplib-dev      # HTTP server and client (pkg-config: cpp-httplib)
+  nlohmann-json3-dev      # JSON
+  libfmt-dev              # formatting
+  doctest-dev             # tests
+  libstb-dev libwebp-dev  # the image example: decode/resize (stb), encode (libwebp)
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq >/dev/null
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,49 @@
+#include <durable/client.hpp>
+
+// The client is the one place outside engine/http_server.cpp that includes httplib: it is an
+// HTTP client, and users link it without the engine.
+#include <httplib.h>
+
+#include <durable/errors.hpp>
+
+namespace durable {
+
+struct Client::Impl {
+  Impl(const std::string& base_url, std::string key) : http(base_url), event_key(std::move(key)) {}
+  httplib::Client http;
+  std::string event_key;
+};
+
+Client::Client(std::string base_url, std::string event_key, std::chrono::milliseconds timeout)
+    : impl_(std::make_unique<Impl>(base_url, std::move(event_key))) {
+  if (!impl_->http.is_valid()) throw Error("invalid engine URL '" + base_url + "'");
+  auto secs = std::chrono::duration_cast<std::chrono::seconds>(timeout);
+  auto usecs = std::chrono::duration_cast<std::chrono::microseconds>(timeout - secs);
+  impl_->http.set_connection_timeout(secs.count(), usecs.count());
+  impl_->http.set_read_timeout(secs.count(), usecs.count());
+  impl_->http.set_write_timeout(secs.count(), usecs.count());
+  impl_->http.set_keep_alive(true);
+}
+
+Client::~Client() = default;
+
+std::string Client::send(const Event& event) { return send(std::vector<Event>{event}).at(0); }
+
+std::vector<std::string> Client::send(const std::vector<Event>& events) {
+  nlohmann::json body = events;
+  auto res = impl_->http.Post("/e/" + impl_->event_key, body.dump(), "application/json");
+  if (!res) throw Error("cannot reach the engine: " + httplib::to_string(res.error()));
+  nlohmann::json answer = nlohmann::json::parse(res->body, nullptr, /*allow_exceptions=*/false);
+  if (res->status != 200) {
+    std::string message = answer.is_object() && answer.contains("error") && answer["error"].is_string()
+                              ? answer["error"].get<std::string>()
+                              : res->body;
+    throw Error("the engine refused the events (HTTP " + std::to_string(res->status) + "): " + message);
+  }
+  if (!answer.is_object() || !answer.contains("ids") || !answer["ids"].is_array()) {
+    throw Error("unexpected answer from the engine: " + res->body);
+  }
+  return answer["ids"].get<std::vector<std::string>>();
+}
+
+}  // namespace durable

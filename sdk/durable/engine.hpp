@@ -1,0 +1,147 @@
+// The Engine: registers functions, stores events and runs in a database, executes runs on a
+// pool of worker threads and serves the HTTP API. One Engine per process and database.
+//
+//   durable::Engine engine({.database = "app.db"});
+//   engine.function({.id = "hello"}, durable::on_event("demo/hello"),
+//                   [](durable::Context& ctx) { return ctx.step.run("greet", [] { return 42; }); });
+//   return engine.serve({.port = 8288});  // until SIGINT/SIGTERM
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <durable/clock.hpp>
+#include <durable/context.hpp>
+#include <durable/event.hpp>
+#include <durable/function.hpp>
+#include <durable/run.hpp>
+
+namespace durable {
+
+// How hard each commit is pushed to disk.
+enum class Durability {
+  full,    // fsync on every commit (SQLite synchronous=FULL): nothing acknowledged is lost
+  normal,  // WAL with synchronous=NORMAL: survives process crashes; a power loss may lose
+           // the last commits
+};
+
+struct EngineOptions {
+  // SQLite database file, created if missing; ":memory:" for a private in-memory database.
+  // Default: "durable.db" in the working directory.
+  std::string database = "durable.db";
+  // Default: full.
+  Durability durability = Durability::full;
+  // Worker threads, i.e. how many runs execute at once. Throughput grows with this number
+  // because concurrent steps share commits. Default: 64.
+  int workers = 64;
+  // How long a worker's claim on a run lasts without renewal. Runs of a crashed process are
+  // taken over this long after its last renewal. Renewed every third of it. Default: 30 s.
+  std::chrono::milliseconds lease_ttl = std::chrono::seconds(30);
+  // How often the database is checked for work this process was not told about (runs
+  // created or woken by other processes). Default: 500 ms.
+  std::chrono::milliseconds poll_interval = std::chrono::milliseconds(500);
+  // The time source. Default: the system clock. Tests pass a ManualClock.
+  std::shared_ptr<Clock> clock;
+  // Log lines with at least this level go to stderr: "debug", "info", "warn", "error" or
+  // "off". Default: "info".
+  std::string log_level = "info";
+};
+
+struct ServeOptions {
+  // Address to listen on. Default: loopback only.
+  std::string host = "127.0.0.1";
+  // TCP port; 0 picks a free one (listen() returns it). Default: 8288.
+  int port = 8288;
+  // Keys accepted by POST /e/{key}. Default (empty): the comma-separated keys in the
+  // DURABLE_EVENT_KEY environment variable, else one random key, printed at start.
+  std::vector<std::string> event_keys;
+  // Largest accepted event (its JSON text) in bytes; larger: 413. Default: 512 KiB.
+  size_t max_event_bytes = 512 * 1024;
+  // Largest accepted request body in bytes; larger: 413. Default: 3 MiB.
+  size_t max_request_bytes = 3 * 1024 * 1024;
+  // On shutdown, how long running steps get to finish before the process exits anyway (what
+  // is left is recovered through leases on the next start). Default: 10 s.
+  std::chrono::milliseconds shutdown_grace = std::chrono::seconds(10);
+};
+
+class Engine {
+ public:
+  // Opens (creating or migrating) the database. Throws durable::Error when it cannot, e.g.
+  // when the database was written by a newer version of durable.
+  explicit Engine(EngineOptions options = {});
+  // Stops the workers (see stop()) and closes the database.
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Registers a function. `handler` takes a Context& and returns void, nlohmann::json or any
+  // JSON-convertible value (the run's output). Call before start()/serve(). Throws
+  // durable::Error for a missing or duplicate id, an invalid trigger or a negative retry count.
+  template <class Fn>
+  void function(FunctionOptions options, Triggers triggers, Fn&& handler) {
+    using Result = std::invoke_result_t<Fn&, Context&>;
+    if constexpr (std::is_void_v<Result>) {
+      add_function(std::move(options), std::move(triggers.list),
+                   [fn = std::forward<Fn>(handler)](Context& ctx) mutable -> nlohmann::json {
+                     fn(ctx);
+                     return nullptr;
+                   });
+    } else {
+      add_function(std::move(options), std::move(triggers.list),
+                   [fn = std::forward<Fn>(handler)](Context& ctx) mutable -> nlohmann::json {
+                     return nlohmann::json(fn(ctx));
+                   });
+    }
+  }
+  void add_function(FunctionOptions options, std::vector<Trigger> triggers, Handler handler);
+
+  // Starts the workers and the scheduler: runs stored in the database (sleeping, retrying,
+  // left behind by a crash) resume. Idempotent. serve() and listen() call it.
+  void start();
+
+  // Stores events (validated like the HTTP API: throws durable::Error saying what is wrong,
+  // and then stores nothing) and the runs they start, in one durable commit. Returns the
+  // engine's ids for the events, in order. Thread-safe; works before start() too (the runs
+  // wait until then).
+  std::string send(const Event& event);
+  std::vector<std::string> send(const std::vector<Event>& events);
+
+  // A snapshot of one run, or nullopt if there is none with that id. Thread-safe.
+  std::optional<Run> get_run(std::string_view run_id) const;
+  // The runs an event started, oldest first. Thread-safe.
+  std::vector<Run> runs_for_event(std::string_view event_id) const;
+
+  // Starts the HTTP API in the background and returns the port it listens on. Throws
+  // durable::Error when it cannot listen.
+  int listen(ServeOptions options = {});
+
+  // start(), listen(), then blocks until SIGINT or SIGTERM; then stops (see stop()) and
+  // returns the process exit code: 0 after a clean stop.
+  int serve(ServeOptions options = {});
+
+  // Stops the HTTP API, stops claiming runs, and lets running executions finish their
+  // current step for up to `grace`; they then suspend and their runs return to the queue.
+  // Executions still busy after `grace` are left to lease recovery. Returns true when every
+  // execution ended within `grace`. Idempotent. The engine cannot be started again.
+  bool stop(std::chrono::milliseconds grace = std::chrono::seconds(10));
+
+  // Blocks until no run is executing and none is due at the clock's current time (a test
+  // aid: with a ManualClock, advance the clock, then drain()). Returns false if that did not
+  // happen within `timeout` of real time.
+  bool drain(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+  class Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace durable

@@ -1,0 +1,60 @@
+// The seam between the SDK and the engine: Step forwards every call to a Runtime, which the
+// engine implements for each execution of a run. Users never call it; it is public only so
+// that Step's templates can be written in a header.
+#pragma once
+
+#include <chrono>
+#include <exception>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include <durable/clock.hpp>
+
+namespace durable {
+
+// The kinds of step a function can take. A step id belongs to one kind.
+enum class StepKind { run, sleep };
+
+// Thrown by the engine through user code to unwind an execution that must stop where it is:
+// the run sleeps, waits for a retry, or this worker lost its lease. It deliberately does not
+// derive from std::exception, so `catch (const std::exception&)` lets it pass. If user code
+// swallows it with `catch (...)`, the engine still knows the execution is suspended: every
+// later step call throws it again, and the engine ignores what the function returns.
+struct Suspend {};
+
+// What begin_step() found out about a step.
+struct StepStart {
+  std::string key;                       // the id plus its occurrence: "send", "send:1", ...
+  const nlohmann::json* memo = nullptr;  // the recorded output, when the step completed before;
+                                         // valid for the rest of the execution
+};
+
+class Runtime {
+ public:
+  virtual ~Runtime() = default;
+
+  // Starts step `id` of kind run: returns its key, and its recorded output if it completed in
+  // an earlier execution. Throws UsageError for an empty id or an id already used by another
+  // kind of step, StepError when the journal records the step as failed for good, Suspend
+  // when the execution must stop.
+  virtual StepStart begin_step(std::string_view id) = 0;
+
+  // Records `output` as the result of the step begun as `start`, and returns once that
+  // record is durable. Throws Suspend when the run's lease was lost (the record is refused).
+  virtual void complete_step(const StepStart& start, nlohmann::json output) = 0;
+
+  // Records that the body of the step begun as `start` threw `error`. Never returns: throws
+  // Suspend when a retry has been scheduled, StepError when the step failed for good.
+  [[noreturn]] virtual void fail_step(const StepStart& start, std::exception_ptr error) = 0;
+
+  // Sleeps until `until` (or for `duration` from the first time this sleep is reached). The
+  // deadline is recorded in the journal the first time; returns at once when it has passed,
+  // else throws Suspend and the run is woken at the deadline. Throws UsageError like
+  // begin_step().
+  virtual void sleep_until(std::string_view id, TimePoint until) = 0;
+  virtual void sleep_for(std::string_view id, std::chrono::milliseconds duration) = 0;
+};
+
+}  // namespace durable

@@ -1,0 +1,82 @@
+// Steps: the units of work that durable memoizes. Each step's result is recorded in the run's
+// journal once it succeeds; when the function is replayed (after a crash, a retry or a sleep)
+// a recorded step returns its result without running its body again.
+//
+//   auto sizes = ctx.step.run("resize", [&] { return resize(path); });  // any JSON-convertible type
+//   ctx.step.sleep("cool-down", std::chrono::minutes(5));                 // holds no thread
+//   ctx.step.run("save", [&] { save(sizes); });                           // void is fine too
+//
+// Step ids name the step in the journal. The same id may be used again (in a loop): the
+// second occurrence in an execution gets the key "id:1", the third "id:2", and so on. Code
+// outside steps runs again on every replay and must make the same step calls in the same
+// order each time: put clocks, randomness and I/O inside steps.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string_view>
+#include <type_traits>
+
+#include <nlohmann/json.hpp>
+
+#include <durable/clock.hpp>
+#include <durable/runtime.hpp>
+
+namespace durable {
+
+class Step {
+ public:
+  explicit Step(Runtime& runtime) : runtime_(&runtime) {}
+  Step(const Step&) = delete;
+  Step& operator=(const Step&) = delete;
+
+  // Runs `fn` once and records its result, or returns the result recorded earlier. The result
+  // type is whatever `fn` returns (void, or any type nlohmann::json converts both ways, user
+  // structs with to_json/from_json included). If `fn` throws, the step is retried on the
+  // function's schedule (the execution unwinds and resumes later); once it has failed for
+  // good, run() throws StepError. Throws UsageError for an empty id or one used by another
+  // kind of step in this execution.
+  template <class Fn>
+  auto run(std::string_view id, Fn&& fn) -> std::decay_t<std::invoke_result_t<Fn&>> {
+    using Result = std::decay_t<std::invoke_result_t<Fn&>>;
+    StepStart start = runtime_->begin_step(id);
+    if constexpr (std::is_void_v<Result>) {
+      if (start.memo) return;
+      try {
+        std::invoke(fn);
+      } catch (...) {
+        runtime_->fail_step(start, std::current_exception());
+      }
+      runtime_->complete_step(start, nullptr);
+    } else {
+      if (start.memo) return start.memo->template get<Result>();
+      std::optional<Result> result;
+      try {
+        result.emplace(std::invoke(fn));
+      } catch (...) {
+        runtime_->fail_step(start, std::current_exception());
+      }
+      // Outside the try: a lost lease while recording must unwind, not count as a failure.
+      runtime_->complete_step(start, nlohmann::json(*result));
+      return std::move(*result);
+    }
+  }
+
+  // Pauses the run for `duration`, counted from the first time this sleep is reached (the
+  // deadline is recorded; replays do not push it back). No thread is held while sleeping,
+  // and the sleep survives restarts. Never wakes early.
+  void sleep(std::string_view id, std::chrono::milliseconds duration) {
+    runtime_->sleep_for(id, duration);
+  }
+
+  // Pauses the run until `until` (returns at once if it has passed).
+  void sleep_until(std::string_view id, std::chrono::system_clock::time_point until) {
+    runtime_->sleep_until(id, std::chrono::time_point_cast<std::chrono::milliseconds>(until));
+  }
+
+ private:
+  Runtime* runtime_;
+};
+
+}  // namespace durable

@@ -1,0 +1,47 @@
+// Helpers shared by the tests: temporary directories, engines on a manual clock, and reading
+// a run's journal back.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <durable/durable.hpp>
+
+#include "engine/store.hpp"
+
+namespace durable::testing {
+
+// A fresh directory under the system temp dir, removed with everything in it on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Retries without waiting (tests move a ManualClock instead): every retry is due 1 s later.
+Backoff fast_backoff();
+
+// Options for an engine on `database` driven by `clock`: 4 workers, warnings only.
+EngineOptions engine_options(const std::string& database, std::shared_ptr<Clock> clock);
+
+// The journal of `run_id` in the database at `path`, read through a separate connection.
+std::vector<JournalEntry> read_journal(const std::string& path, const std::string& run_id);
+
+// The entries of `kind` in `journal`.
+std::vector<JournalEntry> entries_of(const std::vector<JournalEntry>& journal, JournalKind kind);
+
+// The only run that event `event_id` started. Fails the test if there is not exactly one.
+Run only_run(const Engine& engine, const std::string& event_id);
+
+// Advances `clock` by `d`, then waits until the engine has nothing due (Engine::drain).
+void advance(Engine& engine, ManualClock& clock, std::chrono::milliseconds d);
+
+}  // namespace durable::testing
