@@ -38,13 +38,13 @@ CREATE TABLE runs (
   lease_owner      TEXT,                 -- running: the worker process holding it
   lease_epoch      INTEGER NOT NULL DEFAULT 0,  -- fencing token: +1 on every claim or recovery
   lease_expires_at INTEGER,              -- running: taken over by others after this
-  journal_length   INTEGER NOT NULL DEFAULT 0,  -- number of journal entries (next seq)
   output           TEXT,                 -- completed: JSON the function returned
   error            TEXT,                 -- failed: JSON {"name","message","step"?}
   created_at       INTEGER NOT NULL,
   started_at       INTEGER,              -- first claimed
   ended_at         INTEGER               -- completed, failed or cancelled
 );
+-- The queue: claims read it in available_at order (the store names it with INDEXED BY).
 CREATE INDEX runs_due ON runs (available_at) WHERE status IN ('queued', 'sleeping');
 CREATE INDEX runs_leased ON runs (lease_expires_at) WHERE status = 'running';
 CREATE INDEX runs_by_event ON runs (event_id);

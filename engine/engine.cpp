@@ -27,6 +27,9 @@ namespace durable {
 
 namespace {
 
+// How long before a sleep ends its run is claimed and loaded (see SchedulerOptions).
+constexpr std::chrono::milliseconds kClaimAhead{50};
+
 std::string make_owner_id() {
   char host[256] = {};
   if (gethostname(host, sizeof(host) - 1) != 0) std::snprintf(host, sizeof(host), "unknown");
@@ -93,7 +96,9 @@ class Engine::Impl {
     if (stopped_) throw Error("the engine was stopped; create a new Engine to start again");
     started_ = true;
     scheduler_ = std::make_unique<Scheduler>(
-        SchedulerOptions{owner_, functions_.ids(), options_.lease_ttl, options_.poll_interval}, *store_, *executor_, *clock_);
+        SchedulerOptions{owner_, functions_.ids(), options_.lease_ttl, options_.poll_interval,
+                         clock_->advances_by_itself() ? kClaimAhead : std::chrono::milliseconds(0)},
+        *store_, *executor_, *clock_);
     executor_->start();
     scheduler_->start();
     log(LogLevel::info, "engine started",

@@ -1,5 +1,7 @@
 #include "engine/executor.hpp"
 
+#include "engine/thread_name.hpp"
+
 namespace durable {
 
 Executor::Executor(const ExecutionEnv& env, int workers, std::function<void()> on_slot_free)
@@ -25,20 +27,23 @@ void Executor::start() {
   for (int i = 0; i < workers_; ++i) threads_.emplace_back([this] { worker_loop(); });
 }
 
-void Executor::submit(std::vector<ClaimedRun> runs) {
-  if (runs.empty()) return;
+void Executor::submit(std::vector<ClaimedRun> runs) { enqueue(std::move(runs), 0); }
+
+void Executor::enqueue(std::vector<ClaimedRun> runs, int was_reserved) {
+  size_t n = runs.size();
   {
     std::lock_guard lock(mu_);
-    for (auto& r : runs) queue_.push_back(std::move(r));
+    reserved_ -= was_reserved;
+    for (auto& r : runs) queue_.push(std::move(r));
   }
-  work_cv_.notify_all();
+  // One worker per run: waking them all for one run would cost dozens of context switches.
+  for (size_t i = 0; i < std::min(n, static_cast<size_t>(workers_)); ++i) work_cv_.notify_one();
 }
 
 int Executor::reserve(int n) {
   std::lock_guard lock(mu_);
   if (!started_ || stopping_) return 0;
-  int free = workers_ - executing_ - static_cast<int>(queue_.size()) - reserved_;
-  int granted = std::max(0, std::min(n, free));
+  int granted = std::max(0, std::min(n, unheld()));
   reserved_ += granted;
   return granted;
 }
@@ -52,18 +57,25 @@ void Executor::unreserve(int n) {
 }
 
 void Executor::submit_reserved(std::vector<ClaimedRun> runs) {
-  {
-    std::lock_guard lock(mu_);
-    reserved_ -= static_cast<int>(runs.size());
-    for (auto& r : runs) queue_.push_back(std::move(r));
-  }
-  work_cv_.notify_all();
+  int n = static_cast<int>(runs.size());
+  enqueue(std::move(runs), n);
 }
 
-int Executor::free_slots() const {
+int Executor::unheld() const {
+  return capacity() - executing_ - static_cast<int>(queue_.size()) - reserved_;
+}
+
+int Executor::claim_budget() const {
   std::lock_guard lock(mu_);
   if (!started_ || stopping_) return 0;
-  return std::max(0, workers_ - executing_ - static_cast<int>(queue_.size()) - reserved_);
+  // Claim in batches of at least half the workers, unless no run waiting is due (workers
+  // would go idle): one claim per finished run would cost a write each. And claim early,
+  // long before the runs waiting are used up: a claim is a write that may wait a few
+  // milliseconds behind other commits, and the runs still waiting keep the workers busy
+  // meanwhile. Runs claimed ahead of the end of their sleep count as held, not as due.
+  int free = unheld();
+  bool none_due = queue_.empty() || (env_.clock.advances_by_itself() && queue_.top().available_at > env_.clock.now());
+  return free >= std::max(1, workers_ / 2) || (free > 0 && none_due) ? free : 0;
 }
 
 bool Executor::idle() const {
@@ -89,14 +101,27 @@ bool Executor::stop(std::chrono::milliseconds grace) {
 }
 
 void Executor::worker_loop() {
+  name_this_thread("durable-worker");
   for (;;) {
     ClaimedRun run;
     {
       std::unique_lock lock(mu_);
-      work_cv_.wait(lock, [&] { return !queue_.empty() || !started_; });
-      if (queue_.empty()) return;  // no longer started, nothing left
-      run = std::move(queue_.front());
-      queue_.pop_front();
+      for (;;) {
+        if (queue_.empty()) {
+          if (!started_) return;  // stopped, nothing left
+          work_cv_.wait(lock);
+          continue;
+        }
+        // Runs claimed ahead of the end of their sleep wait here, not on a thread, until
+        // due. Only a clock that advances by itself claims ahead (see Scheduler), and its
+        // time is the system clock's, so the deadline can be waited for directly. When
+        // stopping, they are taken at once to be handed back.
+        TimePoint due = queue_.top().available_at;
+        if (stopping_ || !env_.clock.advances_by_itself() || due <= env_.clock.now()) break;
+        work_cv_.wait_until(lock, std::chrono::system_clock::time_point(due));
+      }
+      run = queue_.top();
+      queue_.pop();
       ++executing_;
     }
     RunExecution execution(env_, std::move(run));

@@ -7,7 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <deque>
+#include <queue>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -30,7 +30,7 @@ class Executor {
   // Starts the worker threads. Idempotent.
   void start();
 
-  // Executes `runs`, which fill slots counted by free_slots() (claimed by the scheduler).
+  // Executes `runs` (claimed by the scheduler, within claim_budget()).
   void submit(std::vector<ClaimedRun> runs);
 
   // Reserves up to `n` slots for runs the caller is about to claim itself (at ingest) and
@@ -40,8 +40,11 @@ class Executor {
   void unreserve(int n);
   void submit_reserved(std::vector<ClaimedRun> runs);
 
-  // Workers neither busy, nor promised a run (queued or reserved).
-  int free_slots() const;
+  // How many runs the scheduler should claim now: 0 while enough claimed runs wait for a
+  // thread, else as many as fill the executor up. It holds up to four times its workers:
+  // one running on each, the rest waiting (due, or claimed ahead of the end of a sleep), so
+  // that threads never wait for a claim.
+  int claim_budget() const;
 
   // True when no run is queued, reserved or executing.
   bool idle() const;
@@ -54,6 +57,10 @@ class Executor {
 
  private:
   void worker_loop();
+  // Queues `runs`, of which `was_reserved` fill reserved slots, and wakes workers for them.
+  void enqueue(std::vector<ClaimedRun> runs, int was_reserved);
+  int capacity() const { return 4 * workers_; }
+  int unheld() const;  // capacity minus the runs held (executing, queued, reserved); needs mu_
 
   const ExecutionEnv& env_;
   const int workers_;
@@ -62,7 +69,11 @@ class Executor {
   mutable std::mutex mu_;
   std::condition_variable work_cv_;   // a run was queued, or stopping
   std::condition_variable done_cv_;   // an execution ended
-  std::deque<ClaimedRun> queue_;      // guarded by mu_
+  // Claimed runs waiting for a thread, earliest available_at first. Guarded by mu_.
+  struct LaterFirst {
+    bool operator()(const ClaimedRun& a, const ClaimedRun& b) const { return a.available_at > b.available_at; }
+  };
+  std::priority_queue<ClaimedRun, std::vector<ClaimedRun>, LaterFirst> queue_;
   int executing_ = 0;                 // guarded by mu_
   int reserved_ = 0;                  // guarded by mu_
   bool started_ = false;              // guarded by mu_

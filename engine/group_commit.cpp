@@ -1,6 +1,7 @@
 #include "engine/group_commit.hpp"
 
 #include "engine/sqlite.hpp"
+#include "engine/thread_name.hpp"
 
 namespace durable {
 
@@ -17,97 +18,175 @@ GroupCommitWriter::~GroupCommitWriter() {
 }
 
 void GroupCommitWriter::write(const std::function<void(SqliteDb&)>& work) {
-  Pending pending{&work, nullptr};
+  Pending pending;
+  pending.work = &work;
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    if (!committing_ && queue_.empty()) {
+      // Nobody is writing: commit right here, on the caller's thread. Handing the work to
+      // the writer thread and being woken again would add two thread wake-ups to the
+      // latency of every step of a lone run. Callers arriving meanwhile queue up for the
+      // writer thread as usual.
+      committing_ = true;
+      lock.unlock();
+      Pending* alone[] = {&pending};
+      commit_or_fail(alone);
+      lock.lock();
+      committing_ = false;
+      lock.unlock();
+      cv_.notify_all();  // the writer thread, if work queued meanwhile; a pause_writes()
+      if (pending.error) std::rethrow_exception(pending.error);
+      return;
+    }
     queue_.push_back(&pending);
+    queued_.store(queue_.size(), std::memory_order_relaxed);
   }
   cv_.notify_one();
-  // The writer sets `done` after the commit and never touches `pending` again: it may then
-  // leave this stack frame.
-  pending.done.wait(0, std::memory_order_acquire);
+  WakeList list;
+  size_t index;
+  {
+    // Whoever wakes us sets `done` under pending.mu and notifies while still holding it, so
+    // once we see `done` nobody touches `pending` again: this frame may end.
+    std::unique_lock lock(pending.mu);
+    pending.cv.wait(lock, [&] { return pending.done; });
+    list = std::move(pending.wake_list);
+    index = pending.index;
+  }
+  // Waking a whole batch one by one would keep the writer busy with futex calls instead of
+  // writing: it wakes only the first caller, and every woken caller wakes two more. Only
+  // callers still waiting are in the list, so their frames are alive.
+  for (size_t child = 2 * index + 1; child <= 2 * index + 2 && child < list->size(); ++child) wake(list, child);
   if (pending.error) std::rethrow_exception(pending.error);
 }
 
+void GroupCommitWriter::wake(WakeList list, size_t i) {
+  Pending* p = (*list)[i];
+  std::lock_guard lock(p->mu);
+  p->wake_list = std::move(list);
+  p->index = i;
+  p->done = true;
+  p->cv.notify_one();
+}
+
+void GroupCommitWriter::pause_writes(const std::function<void()>& fn) {
+  {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return !committing_; });
+    committing_ = true;
+  }
+  try {
+    fn();
+  } catch (...) {
+    {
+      std::lock_guard lock(mu_);
+      committing_ = false;
+    }
+    cv_.notify_all();
+    throw;
+  }
+  {
+    std::lock_guard lock(mu_);
+    committing_ = false;
+  }
+  cv_.notify_all();
+}
+
+size_t GroupCommitWriter::queued() const { return queued_.load(std::memory_order_relaxed); }
+
 void GroupCommitWriter::loop() {
-  std::deque<Pending*> batch;
+  name_this_thread("durable-writer");
+  std::vector<Pending*> batch;
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      cv_.wait(lock, [&] { return !committing_ && (stopping_ || !queue_.empty()); });
       if (queue_.empty()) return;  // stopping, and nothing left to write
+      committing_ = true;
       while (!queue_.empty() && batch.size() < max_batch_) {
         batch.push_back(queue_.front());
         queue_.pop_front();
       }
+      queued_.store(queue_.size(), std::memory_order_relaxed);
     }
+    commit_or_fail(batch);
     {
-      std::unique_lock<std::mutex> shared;
-      if (db_mu_) shared = std::unique_lock(*db_mu_);
-      try {
-        commit_batch(batch);
-      } catch (...) {
-        // A savepoint statement itself failed (I/O error, disk full): nothing in this batch
-        // can be trusted to have committed.
-        auto error = std::current_exception();
-        try {
-          db_.exec("ROLLBACK");
-        } catch (...) {
-        }
-        for (Pending* p : batch) p->error = error;
-      }
+      std::lock_guard lock(mu_);
+      committing_ = false;
     }
-    for (Pending* p : batch) {
-      p->done.store(1, std::memory_order_release);
-      p->done.notify_one();
-    }
+    cv_.notify_all();  // a pause_writes() waiting for its turn
+    wake(std::make_shared<std::vector<Pending*>>(batch.begin(), batch.end()), 0);
     batch.clear();
   }
 }
 
-void GroupCommitWriter::commit_batch(std::deque<Pending*>& batch) {
+void GroupCommitWriter::commit_or_fail(std::span<Pending*> batch) {
+  std::unique_lock<std::mutex> shared;
+  if (db_mu_) shared = std::unique_lock(*db_mu_);
   try {
-    // The busy timeout already waits for other processes; a few more tries cover a writer
-    // elsewhere that holds the lock for longer than that.
-    for (int tries = 0;; ++tries) {
-      try {
-        db_.cached("BEGIN IMMEDIATE").exec();
-        break;
-      } catch (const StoreError& e) {
-        if (!e.is_busy() || tries == 2) throw;
-      }
-    }
+    commit_batch(batch);
   } catch (...) {
-    for (Pending* p : batch) p->error = std::current_exception();
-    return;
-  }
-  size_t succeeded = 0;
-  for (Pending* p : batch) {
-    db_.cached("SAVEPOINT work").exec();
-    try {
-      (*p->work)(db_);
-      db_.cached("RELEASE work").exec();
-      ++succeeded;
-    } catch (...) {
-      p->error = std::current_exception();
-      db_.cached("ROLLBACK TO work").exec();
-      db_.cached("RELEASE work").exec();
-    }
-  }
-  try {
-    db_.cached("COMMIT").exec();
-  } catch (...) {
+    // BEGIN, COMMIT or a savepoint failed (busy past every retry, I/O error, disk full):
+    // nothing in this batch committed.
     auto error = std::current_exception();
     try {
-      db_.cached("ROLLBACK").exec();
+      db_.exec("ROLLBACK");
     } catch (...) {
-      // The transaction is already gone (SQLite rolls back on some commit failures).
+      // No transaction was open, or SQLite already rolled it back.
     }
     for (Pending* p : batch) p->error = error;
-    return;
   }
+}
+
+void GroupCommitWriter::commit_batch(std::span<Pending*> batch) {
+  // Fast path: every caller's work straight into one transaction. Work that throws usually
+  // throws before it changes anything (a refused fencing check is a return value, not an
+  // exception), but not always, so one failure sends the whole batch down the slow path:
+  // roll back, and run each caller's work again inside its own savepoint, so that only the
+  // failing work is lost. Every piece of work may run twice; each sets its results afresh.
+  begin();
+  bool failed = false;
+  for (Pending* p : batch) {
+    try {
+      (*p->work)(db_);
+    } catch (...) {
+      failed = true;
+      break;
+    }
+  }
+  size_t succeeded = batch.size();
+  if (failed) {
+    db_.cached("ROLLBACK").exec();
+    begin();
+    succeeded = 0;
+    for (Pending* p : batch) {
+      db_.cached("SAVEPOINT work").exec();
+      try {
+        (*p->work)(db_);
+        db_.cached("RELEASE work").exec();
+        ++succeeded;
+      } catch (...) {
+        p->error = std::current_exception();
+        db_.cached("ROLLBACK TO work").exec();
+        db_.cached("RELEASE work").exec();
+      }
+    }
+  }
+  db_.cached("COMMIT").exec();
   commits_.fetch_add(1, std::memory_order_relaxed);
   writes_.fetch_add(succeeded, std::memory_order_relaxed);
+}
+
+void GroupCommitWriter::begin() {
+  // The busy timeout already waits for other processes; a few more tries cover a writer
+  // elsewhere that holds the lock for longer than that.
+  for (int tries = 0;; ++tries) {
+    try {
+      db_.cached("BEGIN IMMEDIATE").exec();
+      return;
+    } catch (const StoreError& e) {
+      if (!e.is_busy() || tries == 2) throw;
+    }
+  }
 }
 
 }  // namespace durable

@@ -143,9 +143,11 @@ std::vector<std::string> EventIngestor::ingest(std::vector<Event> events) {
   for (size_t i = 0; i < items.size(); ++i) {
     ids.push_back(items[i].event_id);
     if (outcomes[i] == IngestStore::Outcome::duplicate) continue;
+    std::shared_ptr<const Event> event;
     for (auto& run : items[i].runs) {
       if (run.lease) {
-        leased.push_back(ClaimedRun{run.id, run.function_id, run.event_id, /*lease_epoch=*/1, /*attempt=*/0});
+        if (!event) event = std::make_shared<const Event>(items[i].event);
+        leased.push_back(ClaimedRun{run.id, run.function_id, run.event_id, /*lease_epoch=*/1, /*attempt=*/0, now, event});
       } else {
         queued = true;
       }

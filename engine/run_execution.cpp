@@ -48,8 +48,14 @@ void RunExecution::execute() {
 
 void RunExecution::release() {
   try {
-    append({}, RunTransition{.status = RunStatus::queued, .available_at = env_.clock.now(), .attempt = claim_.attempt});
-    env_.wake_at(env_.clock.now());
+    // A run claimed ahead of the end of its sleep goes back to sleep until then; any other
+    // run is due at once.
+    TimePoint now = env_.clock.now();
+    bool asleep = claim_.available_at > now;
+    append({}, RunTransition{.status = asleep ? RunStatus::sleeping : RunStatus::queued,
+                             .available_at = asleep ? claim_.available_at : now,
+                             .attempt = claim_.attempt});
+    env_.wake_at(std::max(now, claim_.available_at));
   } catch (const std::exception& e) {
     log(LogLevel::warn, "could not release a run; lease recovery will take it",
         {{"run", claim_.run_id}, {"error", e.what()}});
@@ -57,6 +63,14 @@ void RunExecution::release() {
 }
 
 bool RunExecution::load() {
+  if (claim_.fresh_event) {
+    // Created at ingest and claimed by us in the same transaction: the journal is exactly
+    // run_started with an empty payload. Reading it back would cost a query per run.
+    next_seq_ = 1;
+    started_payload_ = nlohmann::json::object();
+    log(LogLevel::info, "run started", {{"run", claim_.run_id}, {"function", claim_.function_id}});
+    return true;
+  }
   std::vector<JournalEntry> entries = env_.store.load_journal(claim_.run_id);
   if (entries.empty()) {
     log(LogLevel::error, "claimed run has no journal", {{"run", claim_.run_id}});
@@ -97,9 +111,13 @@ bool RunExecution::load() {
 }
 
 void RunExecution::call_function() {
-  std::optional<StoredEvent> stored = env_.store.find_event(claim_.event_id);
-  Context ctx(*this, stored ? std::move(stored->event) : Event{}, claim_.event_id, claim_.run_id,
-              claim_.function_id, claim_.attempt);
+  Event event;
+  if (claim_.fresh_event) {
+    event = *claim_.fresh_event;
+  } else if (std::optional<StoredEvent> stored = env_.store.find_event(claim_.event_id)) {
+    event = std::move(stored->event);
+  }
+  Context ctx(*this, std::move(event), claim_.event_id, claim_.run_id, claim_.function_id, claim_.attempt);
   nlohmann::json output;
   std::exception_ptr error;
   try {
@@ -163,6 +181,7 @@ std::string RunExecution::next_key(std::string_view id, StepKind kind) {
 }
 
 StepStart RunExecution::begin_step(std::string_view id) {
+  flush();
   check_can_continue();
   std::string key = next_key(id, StepKind::run);
   if (auto it = outputs_.find(key); it != outputs_.end()) return StepStart{std::move(key), &it->second};
@@ -175,11 +194,20 @@ StepStart RunExecution::begin_step(std::string_view id) {
 
 void RunExecution::complete_step(const StepStart& start, nlohmann::json output) {
   if (state_ != State::running) throw Suspend{};
-  JournalEntry e{.kind = JournalKind::step_completed,
-                 .step_key = start.key,
-                 .payload = to_json_text(output),
-                 .started_at = step_started_at_[start.key]};
-  if (!append({std::move(e)})) throw Suspend{};
+  // Not committed here: the result must be durable before anything that could act on it
+  // outside this process, and the only such thing is the next step's body (code between
+  // steps is deterministic and has no side effects, by the rules of durable functions). So
+  // the entry waits for the next commit: the next step's begin_step() (flush), or the one
+  // that records how this execution ends, which a last step thereby shares.
+  pending_.push_back(JournalEntry{.kind = JournalKind::step_completed,
+                                  .step_key = start.key,
+                                  .payload = to_json_text(output),
+                                  .started_at = step_started_at_[start.key],
+                                  .recorded_at = env_.clock.now()});
+}
+
+void RunExecution::flush() {
+  if (!pending_.empty() && !append({})) throw Suspend{};
 }
 
 void RunExecution::fail_step(const StepStart& start, std::exception_ptr error) {
@@ -245,10 +273,13 @@ void RunExecution::sleep_to(const std::string& key, TimePoint requested) {
 
 bool RunExecution::append(std::vector<JournalEntry> entries, std::optional<RunTransition> transition,
                           std::vector<NewRun> new_runs) {
+  if (!pending_.empty()) {
+    entries.insert(entries.begin(), std::make_move_iterator(pending_.begin()), std::make_move_iterator(pending_.end()));
+    pending_.clear();
+  }
   Commit c;
   c.run_id = claim_.run_id;
   c.lease_epoch = claim_.lease_epoch;
-  c.first_seq = next_seq_;
   c.now = env_.clock.now();
   for (size_t i = 0; i < entries.size(); ++i) {
     entries[i].seq = next_seq_ + static_cast<int64_t>(i);

@@ -61,7 +61,10 @@ class RunExecution final : public Runtime {
   void call_function();
   std::string next_key(std::string_view id, StepKind kind);
   void check_can_continue();
-  // Appends `entries` (numbering them) with `transition`; on a refused commit sets fenced.
+  // Commits the pending entries, if any. Throws Suspend if the commit is refused.
+  void flush();
+  // Commits the pending entries, then `entries` (numbering them all), with `transition`.
+  // On a refused commit sets fenced and returns false.
   bool append(std::vector<JournalEntry> entries, std::optional<RunTransition> transition = std::nullopt,
               std::vector<NewRun> new_runs = {});
   // Commits `entries` with a transition to `status` due `at`, asks for a wake-up then, and
@@ -86,6 +89,9 @@ class RunExecution final : public Runtime {
   std::unordered_map<std::string, int> failed_attempts_;           // step key -> failures so far
   std::unordered_map<std::string, TimePoint> sleeps_;              // step key -> deadline
   int body_failures_ = 0;
+
+  // Completed steps not yet committed (see complete_step): every commit takes them first.
+  std::vector<JournalEntry> pending_;
 
   // Step ids seen in this execution: how often, and as which kind.
   std::unordered_map<std::string, int> occurrences_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "engine/log.hpp"
+#include "engine/thread_name.hpp"
 
 namespace durable {
 
@@ -46,7 +47,12 @@ void Scheduler::wake_at(TimePoint at) {
   {
     std::lock_guard lock(mu_);
     timers_.push(at);
-    ++work_seq_;
+    // A future deadline needs no claim round now, only a shorter wait, if it is the earliest.
+    if (at <= clock_.now() + options_.claim_ahead) {
+      ++work_seq_;
+    } else {
+      timers_changed_ = true;
+    }
   }
   cv_.notify_all();
 }
@@ -59,30 +65,37 @@ bool Scheduler::drain(std::chrono::milliseconds timeout) {
 }
 
 void Scheduler::loop() {
+  name_this_thread("durable-sched");
   std::unique_lock lock(mu_);
+  TimePoint next_round{};  // when renewals, recovery or polling are next due; the epoch: now
   while (!stopping_) {
     TimePoint now = clock_.now();
-    lock.unlock();
-    TimePoint next;
-    try {
-      next = run_due_work(now);
-    } catch (const std::exception& e) {
-      // A store failure (the disk, a lock held too long by another process): try again soon.
-      log(LogLevel::error, "scheduler round failed", {{"error", e.what()}});
-      next = now + std::min<std::chrono::milliseconds>(options_.poll_interval, std::chrono::seconds(1));
-    }
-    lock.lock();
-    if (stopping_) break;
-    if (!timers_.empty()) next = std::min(next, timers_.top());
-    if (work_seq_ != scanned_seq_ && executor_.free_slots() > 0) continue;  // told of new work meanwhile
-    if (clock_.advances_by_itself()) {
-      auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - clock_.now());
-      if (wait.count() > 0) {
-        cv_.wait_for(lock, wait, [&] { return stopping_ || (work_seq_ != scanned_seq_ && executor_.free_slots() > 0); });
+    bool timer_due = !timers_.empty() && timers_.top() - options_.claim_ahead <= now;
+    bool told = work_seq_ != scanned_seq_ && executor_.claim_budget() > 0;
+    if (now >= next_round || timer_due || told) {
+      lock.unlock();
+      try {
+        next_round = run_due_work(now);
+      } catch (const std::exception& e) {
+        // A store failure (the disk, a lock held too long by another process): try again soon.
+        log(LogLevel::error, "scheduler round failed", {{"error", e.what()}});
+        next_round = now + std::min<std::chrono::milliseconds>(options_.poll_interval, std::chrono::seconds(1));
       }
-    } else if (clock_.now() < next) {
-      cv_.wait(lock, [&] { return stopping_ || (work_seq_ != scanned_seq_ && executor_.free_slots() > 0) ||
-                                  clock_.now() >= next; });
+      lock.lock();
+      continue;
+    }
+    TimePoint wake = next_round;
+    if (!timers_.empty()) wake = std::min(wake, timers_.top() - options_.claim_ahead);
+    timers_changed_ = false;
+    auto woken = [&] {
+      return stopping_ || timers_changed_ || (work_seq_ != scanned_seq_ && executor_.claim_budget() > 0);
+    };
+    if (clock_.advances_by_itself()) {
+      // A clock that advances by itself reads the system clock. Wait for the deadline on it
+      // directly: the engine's millisecond readings would wake us up to 1 ms late.
+      cv_.wait_until(lock, std::chrono::system_clock::time_point(wake), woken);
+    } else {
+      cv_.wait(lock, [&] { return woken() || clock_.now() >= wake; });
     }
   }
 }
@@ -114,7 +127,7 @@ TimePoint Scheduler::run_due_work(TimePoint now) {
   uint64_t seq;
   {
     std::lock_guard lock(mu_);
-    while (!timers_.empty() && timers_.top() <= now) timers_.pop();
+    while (!timers_.empty() && timers_.top() <= now + options_.claim_ahead) timers_.pop();
     seq = work_seq_;
     scanned_seq_ = seq;
   }
@@ -122,9 +135,9 @@ TimePoint Scheduler::run_due_work(TimePoint now) {
   // Claim while workers are free and the last claim filled every slot (more may be due).
   int claimed_total = 0;
   for (;;) {
-    int free = executor_.free_slots();
+    int free = executor_.claim_budget();
     if (free <= 0) break;
-    auto runs = store_.claim(options_.function_ids, now, Lease{options_.owner, now + ttl}, free);
+    auto runs = store_.claim(options_.function_ids, now, Lease{options_.owner, now + ttl}, free, options_.claim_ahead);
     int n = static_cast<int>(runs.size());
     claimed_total += n;
     executor_.submit(std::move(runs));
@@ -134,7 +147,7 @@ TimePoint Scheduler::run_due_work(TimePoint now) {
   TimePoint next = std::min({next_renewal_, next_recovery_, next_poll_});
   if (poll) {
     // Runs created or put to sleep by other processes have no timer here: set one.
-    if (auto due = store_.next_due(options_.function_ids); due && *due > now) {
+    if (auto due = store_.next_due(options_.function_ids); due && *due > now + options_.claim_ahead) {
       std::lock_guard lock(mu_);
       timers_.push(*due);
     }

@@ -26,6 +26,10 @@ struct SchedulerOptions {
   std::vector<std::string> function_ids;     // claim only runs of these functions
   std::chrono::milliseconds lease_ttl{30000};
   std::chrono::milliseconds poll_interval{500};
+  // Sleeping runs are claimed this long before their sleep ends and held by a worker until
+  // it does, so that the claim's commit and the journal read are done by then. 0 with a
+  // clock that does not advance by itself.
+  std::chrono::milliseconds claim_ahead{0};
 };
 
 class Scheduler {
@@ -51,7 +55,7 @@ class Scheduler {
 
  private:
   void loop();
-  // One round: renew, recover, claim. Returns when the thread should next wake.
+  // One round: renew, recover, claim. Returns when renewal, recovery or polling is next due.
   TimePoint run_due_work(TimePoint now);
 
   const SchedulerOptions options_;
@@ -68,6 +72,7 @@ class Scheduler {
   uint64_t work_seq_ = 0;             // guarded by mu_: bumped by every notify()
   uint64_t scanned_seq_ = 0;          // guarded by mu_: work_seq_ when the last claim round began
   uint64_t idle_seq_ = 0;             // guarded by mu_: work_seq_ at the last round that found nothing to do
+  bool timers_changed_ = false;       // guarded by mu_: a timer was added while the thread waited
   std::priority_queue<TimePoint, std::vector<TimePoint>, std::greater<>> timers_;  // guarded by mu_
 
   // Used by the scheduler thread only.

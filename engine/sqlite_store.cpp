@@ -7,6 +7,7 @@
 #include "engine/group_commit.hpp"
 #include "engine/schema.hpp"
 #include "engine/sqlite.hpp"
+#include "engine/wal_checkpointer.hpp"
 
 namespace durable {
 
@@ -18,10 +19,8 @@ constexpr const char* kJournalKinds[] = {"run_started", "step_completed", "step_
 
 std::string json_list(const std::vector<std::string>& items) { return nlohmann::json(items).dump(); }
 
-void insert_entry(SqliteDb& db, std::string_view run_id, const JournalEntry& e) {
-  auto& s = db.cached(
-      "INSERT INTO journal (run_id, seq, kind, step_key, attempt, payload, started_at, recorded_at) "
-      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+// Binds parameters 1-8 of a journal INSERT in column order.
+void bind_entry(Statement& s, std::string_view run_id, const JournalEntry& e) {
   s.bind(1, run_id).bind(2, e.seq).bind(3, to_string(e.kind));
   if (e.step_key.empty()) {
     s.bind_null(4);
@@ -32,14 +31,21 @@ void insert_entry(SqliteDb& db, std::string_view run_id, const JournalEntry& e) 
   s.bind(6, e.payload);
   s.bind(7, e.started_at ? std::optional<int64_t>(to_millis(*e.started_at)) : std::nullopt);
   s.bind(8, to_millis(e.recorded_at));
+}
+
+void insert_entry(SqliteDb& db, std::string_view run_id, const JournalEntry& e) {
+  auto& s = db.cached(
+      "INSERT INTO journal (run_id, seq, kind, step_key, attempt, payload, started_at, recorded_at) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+  bind_entry(s, run_id, e);
   s.exec();
 }
 
 void insert_run(SqliteDb& db, const NewRun& run, TimePoint now) {
   auto& s = db.cached(
       "INSERT INTO runs (id, function_id, event_id, status, available_at, lease_owner, lease_epoch, "
-      "lease_expires_at, journal_length, created_at, started_at) "
-      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)");
+      "lease_expires_at, created_at, started_at) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   s.bind(1, run.id).bind(2, run.function_id).bind(3, run.event_id);
   s.bind(5, to_millis(now)).bind(9, to_millis(now));
   if (run.lease) {
@@ -97,10 +103,15 @@ SqliteStore::SqliteStore(SqliteStoreOptions options)
                                                            : "PRAGMA synchronous = NORMAL");
   migrate(*writer_db_, schema_sql());
   writer_ = std::make_unique<GroupCommitWriter>(*writer_db_, in_memory_ ? &shared_mu_ : nullptr);
+  if (!in_memory_) {
+    checkpointer_ = std::make_unique<WalCheckpointer>(
+        *writer_db_, options_.path, [this](const std::function<void()>& fn) { writer_->pause_writes(fn); });
+  }
 }
 
 SqliteStore::~SqliteStore() {
-  writer_.reset();  // finish pending writes before the connections close
+  checkpointer_.reset();  // it pauses the writer: stop it first
+  writer_.reset();        // finish pending writes before the connections close
 }
 
 template <class Fn>
@@ -181,24 +192,28 @@ std::optional<StoredEvent> SqliteStore::find_event(std::string_view event_id) {
 }
 
 std::vector<ClaimedRun> SqliteStore::claim(const std::vector<std::string>& function_ids,
-                                           TimePoint now, const Lease& lease, int limit) {
+                                           TimePoint now, const Lease& lease, int limit,
+                                           std::chrono::milliseconds ahead) {
   std::vector<ClaimedRun> claimed;
   if (function_ids.empty() || limit <= 0) return claimed;
+  // The queue is read in available_at order through the partial index of queued and
+  // sleeping runs, so a claim stops after `limit` matches however long the history is.
+  // (Left to itself, the planner prefers runs_by_function, which holds finished runs too.)
   std::string functions = json_list(function_ids);
   writer_->write([&](SqliteDb& db) {
     claimed.clear();
     StatementScope s(db.cached(
         "UPDATE runs SET status = 'running', lease_owner = ?1, lease_epoch = lease_epoch + 1, "
         "lease_expires_at = ?2, started_at = COALESCE(started_at, ?3) "
-        "WHERE id IN (SELECT id FROM runs WHERE status IN ('queued', 'sleeping') "
-        "AND available_at <= ?3 AND function_id IN (SELECT value FROM json_each(?4)) "
-        "ORDER BY available_at LIMIT ?5) "
-        "RETURNING id, function_id, event_id, lease_epoch, attempt"));
+        "WHERE id IN (SELECT id FROM runs INDEXED BY runs_due WHERE status IN ('queued', 'sleeping') "
+        "AND available_at <= ?6 AND (available_at <= ?3 OR status = 'sleeping') "
+        "AND function_id IN (SELECT value FROM json_each(?4)) ORDER BY available_at LIMIT ?5) "
+        "RETURNING id, function_id, event_id, lease_epoch, attempt, available_at"));
     s->bind(1, lease.owner).bind(2, to_millis(lease.expires_at)).bind(3, to_millis(now));
-    s->bind(4, functions).bind(5, limit);
+    s->bind(4, functions).bind(5, limit).bind(6, to_millis(now + ahead));
     while (s->step()) {
       claimed.push_back(ClaimedRun{s->get_text(0), s->get_text(1), s->get_text(2), s->get_int(3),
-                                   static_cast<int>(s->get_int(4))});
+                                   static_cast<int>(s->get_int(4)), from_millis(s->get_int(5))});
     }
   });
   return claimed;
@@ -233,7 +248,7 @@ std::optional<TimePoint> SqliteStore::next_due(const std::vector<std::string>& f
   std::string functions = json_list(function_ids);
   return read([&](SqliteDb& db) -> std::optional<TimePoint> {
     StatementScope s(db.cached(
-        "SELECT available_at FROM runs WHERE status IN ('queued', 'sleeping') "
+        "SELECT available_at FROM runs INDEXED BY runs_due WHERE status IN ('queued', 'sleeping') "
         "AND function_id IN (SELECT value FROM json_each(?)) ORDER BY available_at LIMIT 1"));
     s->bind(1, functions);
     if (!s->step()) return std::nullopt;
@@ -266,39 +281,51 @@ std::vector<JournalEntry> SqliteStore::load_journal(std::string_view run_id) {
 JournalStore::CommitResult SqliteStore::commit(const Commit& c) {
   CommitResult result = CommitResult::committed;
   writer_->write([&](SqliteDb& db) {
-    auto length = static_cast<int64_t>(c.entries.size());
-    int64_t expected_length = c.entries.empty() ? -1 : c.first_seq;  // -1: not checked
-    // The fencing check comes first and changes the row only if it passes: the lease epoch
-    // must still be ours and the journal exactly as long as we believe. If not, nothing is
-    // written and the savepoint has nothing to roll back.
-    int changed = 0;
-    if (!c.transition) {
-      changed = db.cached(
-                      "UPDATE runs SET journal_length = journal_length + ?1 "
-                      "WHERE id = ?2 AND lease_epoch = ?3 AND status = 'running' AND (?4 < 0 OR journal_length = ?4)")
-                    .bind(1, length).bind(2, c.run_id).bind(3, c.lease_epoch).bind(4, expected_length)
-                    .exec();
-    } else {
+    result = CommitResult::committed;
+    // Fencing: the run must still be running under our lease epoch. The check is folded into
+    // the first statement, so the common commit (one step's result) is a single INSERT, and
+    // a refused check changes nothing. Only the lease holder appends, and the epoch changes
+    // with every claim, so the holder's numbering is the journal's; the primary key
+    // (run_id, seq) refuses an entry written twice.
+    size_t first_plain_entry = 0;
+    if (c.transition) {
       const RunTransition& t = *c.transition;
       assert(t.status != RunStatus::running && "a transition always ends the lease");
       bool finished = is_finished(t.status);
-      changed = db.cached(
-                      "UPDATE runs SET journal_length = journal_length + ?1, status = ?5, "
-                      "available_at = ?6, attempt = ?7, output = ?8, error = ?9, "
-                      "ended_at = CASE WHEN ?10 THEN ?11 ELSE ended_at END, "
-                      "lease_owner = NULL, lease_expires_at = NULL "
-                      "WHERE id = ?2 AND lease_epoch = ?3 AND status = 'running' AND (?4 < 0 OR journal_length = ?4)")
-                    .bind(1, length).bind(2, c.run_id).bind(3, c.lease_epoch).bind(4, expected_length)
-                    .bind(5, to_string(t.status)).bind(6, to_millis(t.available_at)).bind(7, t.attempt)
-                    .bind(8, t.output).bind(9, t.error).bind(10, finished ? 1 : 0)
-                    .bind(11, to_millis(c.now))
-                    .exec();
+      int changed = db.cached(
+                          "UPDATE runs SET status = ?4, available_at = ?5, attempt = ?6, output = ?7, error = ?8, "
+                          "ended_at = CASE WHEN ?9 THEN ?10 ELSE ended_at END, "
+                          "lease_owner = NULL, lease_expires_at = NULL "
+                          "WHERE id = ?1 AND lease_epoch = ?2 AND status = 'running'")
+                        .bind(1, c.run_id).bind(2, c.lease_epoch)
+                        .bind(4, to_string(t.status)).bind(5, to_millis(t.available_at)).bind(6, t.attempt)
+                        .bind(7, t.output).bind(8, t.error).bind(9, finished ? 1 : 0).bind(10, to_millis(c.now))
+                        .exec();
+      if (changed == 0) {
+        result = CommitResult::lease_lost;
+        return;
+      }
+    } else if (!c.entries.empty()) {
+      const JournalEntry& e = c.entries[0];
+      auto& s = db.cached(
+          "INSERT INTO journal (run_id, seq, kind, step_key, attempt, payload, started_at, recorded_at) "
+          "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1 AND "
+          "lease_epoch = ?9 AND status = 'running')");
+      bind_entry(s, c.run_id, e);
+      if (s.bind(9, c.lease_epoch).exec() == 0) {
+        result = CommitResult::lease_lost;
+        return;
+      }
+      first_plain_entry = 1;
+    } else {
+      StatementScope s(db.cached("SELECT 1 FROM runs WHERE id = ? AND lease_epoch = ? AND status = 'running'"));
+      s->bind(1, c.run_id).bind(2, c.lease_epoch);
+      if (!s->step()) {
+        result = CommitResult::lease_lost;
+        return;
+      }
     }
-    if (changed == 0) {
-      result = CommitResult::lease_lost;
-      return;
-    }
-    for (const JournalEntry& e : c.entries) insert_entry(db, c.run_id, e);
+    for (size_t i = first_plain_entry; i < c.entries.size(); ++i) insert_entry(db, c.run_id, c.entries[i]);
     for (const NewRun& run : c.new_runs) insert_run(db, run, c.now);
   });
   return result;
@@ -324,6 +351,12 @@ std::vector<Run> SqliteStore::runs_for_event(std::string_view event_id) {
     while (s->step()) runs.push_back(read_run(*s));
     return runs;
   });
+}
+
+int SqliteStore::synchronous_level() {
+  int level = -1;
+  writer_->write([&](SqliteDb& db) { level = static_cast<int>(db.pragma_int("synchronous")); });
+  return level;
 }
 
 StoreStats SqliteStore::stats() const { return StoreStats{writer_->commits(), writer_->writes()}; }

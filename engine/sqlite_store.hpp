@@ -18,6 +18,7 @@ namespace durable {
 
 class SqliteDb;
 class GroupCommitWriter;
+class WalCheckpointer;
 
 struct SqliteStoreOptions {
   // File path, or ":memory:" (one private connection shared by reads and writes).
@@ -39,7 +40,8 @@ class SqliteStore final : public Store {
   std::optional<StoredEvent> find_event(std::string_view event_id) override;
 
   std::vector<ClaimedRun> claim(const std::vector<std::string>& function_ids, TimePoint now,
-                                const Lease& lease, int limit) override;
+                                const Lease& lease, int limit,
+                                std::chrono::milliseconds ahead = std::chrono::milliseconds(0)) override;
   int renew_leases(const std::string& owner, TimePoint expires_at) override;
   int recover_expired_leases(TimePoint now) override;
   std::optional<TimePoint> next_due(const std::vector<std::string>& function_ids) override;
@@ -51,6 +53,9 @@ class SqliteStore final : public Store {
   std::vector<Run> runs_for_event(std::string_view event_id) override;
 
   StoreStats stats() const override;
+
+  // The write connection's PRAGMA synchronous: 2 (FULL) or 1 (NORMAL). A diagnostic.
+  int synchronous_level();
 
  private:
   // Runs `fn` with a reader connection (the shared connection, locked, for ":memory:").
@@ -65,7 +70,8 @@ class SqliteStore final : public Store {
   std::mutex readers_mu_;
   std::vector<std::unique_ptr<SqliteDb>> idle_readers_;  // guarded by readers_mu_
 
-  std::unique_ptr<GroupCommitWriter> writer_;  // last: destroyed first, finishing its queue
+  std::unique_ptr<GroupCommitWriter> writer_;
+  std::unique_ptr<WalCheckpointer> checkpointer_;  // files only; uses writer_
 };
 
 }  // namespace durable

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -88,13 +89,17 @@ class IngestStore {
   virtual std::optional<StoredEvent> find_event(std::string_view event_id) = 0;
 };
 
-// A run handed to a worker by claim().
+// A run handed to a worker by claim() (or created already claimed at ingest).
 struct ClaimedRun {
   std::string run_id;
   std::string function_id;
   std::string event_id;
-  int64_t lease_epoch = 0;  // present it with every commit
+  int64_t lease_epoch = 0;     // present it with every commit
   int attempt = 0;
+  TimePoint available_at{};    // do not execute before this (a sleep claimed ahead of its end)
+  // Set for runs created already claimed at ingest: their event, and the knowledge that the
+  // journal holds only run_started with an empty payload, so the execution need not read them.
+  std::shared_ptr<const Event> fresh_event;
 };
 
 class RunQueue {
@@ -102,10 +107,12 @@ class RunQueue {
   virtual ~RunQueue() = default;
 
   // Claims up to `limit` queued or sleeping runs of the given functions whose available_at is
-  // at or before `now`, earliest first, and leases them to `lease`. Each claim advances the
-  // run's lease epoch, which fences out any earlier holder.
+  // at or before `now` (sleeping runs: at or before `now + ahead`, so they can be loaded
+  // before their sleep ends), earliest first, and leases them to `lease`. Each claim advances
+  // the run's lease epoch, which fences out any earlier holder.
   virtual std::vector<ClaimedRun> claim(const std::vector<std::string>& function_ids, TimePoint now,
-                                        const Lease& lease, int limit) = 0;
+                                        const Lease& lease, int limit,
+                                        std::chrono::milliseconds ahead = std::chrono::milliseconds(0)) = 0;
 
   // Extends every lease `owner` holds to `expires_at`. Returns how many.
   virtual int renew_leases(const std::string& owner, TimePoint expires_at) = 0;
@@ -131,7 +138,6 @@ struct RunTransition {
 struct Commit {
   std::string run_id;
   int64_t lease_epoch = 0;                // the epoch from claim(); fencing
-  int64_t first_seq = 0;                  // entries[0].seq: must equal the journal's length
   std::vector<JournalEntry> entries;
   std::optional<RunTransition> transition;  // none: the run stays running under the lease
   std::vector<NewRun> new_runs;           // runs to create in the same transaction
@@ -148,9 +154,8 @@ class JournalStore {
   enum class CommitResult { committed, lease_lost };
 
   // Appends the entries and applies the transition if the run is still running under
-  // `lease_epoch` and (when there are entries) its journal is `first_seq` entries long;
-  // otherwise changes nothing and returns lease_lost (another worker took the run over, or
-  // it was cancelled).
+  // `lease_epoch`; otherwise changes nothing and returns lease_lost (another worker took the
+  // run over, or it was cancelled). Throws StoreError for an entry whose seq is taken.
   virtual CommitResult commit(const Commit& commit) = 0;
 };
 

@@ -29,7 +29,8 @@ class Clock {
   // The current time. Thread-safe.
   virtual TimePoint now() const = 0;
 
-  // True when time passes by itself (the system clock). When false, the engine never waits
+  // True when time passes by itself: the clock then reads the system clock's time, and the
+  // engine waits for its deadlines on the system clock. When false, the engine never waits
   // in real time for a deadline on this clock; it waits until the clock is moved.
   virtual bool advances_by_itself() const = 0;
 

@@ -41,8 +41,10 @@ class Runtime {
   // when the execution must stop.
   virtual StepStart begin_step(std::string_view id) = 0;
 
-  // Records `output` as the result of the step begun as `start`, and returns once that
-  // record is durable. Throws Suspend when the run's lease was lost (the record is refused).
+  // Records `output` as the result of the step begun as `start`. The record is durable
+  // before the next step's body runs and before the run's outcome is recorded (it shares
+  // that commit); code between steps is deterministic, so it never needs to wait sooner.
+  // Throws Suspend when the execution must stop.
   virtual void complete_step(const StepStart& start, nlohmann::json output) = 0;
 
   // Records that the body of the step begun as `start` threw `error`. Never returns: throws
