@@ -174,9 +174,11 @@ class Engine::Impl {
       stopped_ = true;
       http = std::move(http_);
     }
-    if (http) http->stop();  // no new events
+    // Executions first learn that no new step may start (they hand their run back at their
+    // next step); then no new events, no new claims, no more lease renewals.
     stopping_.store(true);
-    if (scheduler_) scheduler_->stop();  // no new claims, no more lease renewals
+    if (http) http->stop();
+    if (scheduler_) scheduler_->stop();
     stop_was_clean_ = executor_->stop(grace);
     return stop_was_clean_;
   }

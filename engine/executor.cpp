@@ -1,5 +1,7 @@
 #include "engine/executor.hpp"
 
+#include <algorithm>
+
 #include "engine/thread_name.hpp"
 
 namespace durable {
@@ -34,7 +36,10 @@ void Executor::enqueue(std::vector<ClaimedRun> runs, int was_reserved) {
   {
     std::lock_guard lock(mu_);
     reserved_ -= was_reserved;
-    for (auto& r : runs) queue_.push(std::move(r));
+    for (auto& r : runs) {
+      queue_.push_back(std::move(r));
+      std::push_heap(queue_.begin(), queue_.end(), LaterFirst{});
+    }
   }
   // One worker per run: waking them all for one run would cost dozens of context switches.
   for (size_t i = 0; i < std::min(n, static_cast<size_t>(workers_)); ++i) work_cv_.notify_one();
@@ -74,8 +79,15 @@ int Executor::claim_budget() const {
   // milliseconds behind other commits, and the runs still waiting keep the workers busy
   // meanwhile. Runs claimed ahead of the end of their sleep count as held, not as due.
   int free = unheld();
-  bool none_due = queue_.empty() || (env_.clock.advances_by_itself() && queue_.top().available_at > env_.clock.now());
+  bool none_due = queue_.empty() || (env_.clock.advances_by_itself() && queue_.front().available_at > env_.clock.now());
   return free >= std::max(1, workers_ / 2) || (free > 0 && none_due) ? free : 0;
+}
+
+std::vector<std::string> Executor::held_runs() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> ids(executing_ids_.begin(), executing_ids_.end());
+  for (const auto& run : queue_) ids.push_back(run.run_id);
+  return ids;
 }
 
 bool Executor::idle() const {
@@ -116,14 +128,17 @@ void Executor::worker_loop() {
         // due. Only a clock that advances by itself claims ahead (see Scheduler), and its
         // time is the system clock's, so the deadline can be waited for directly. When
         // stopping, they are taken at once to be handed back.
-        TimePoint due = queue_.top().available_at;
+        TimePoint due = queue_.front().available_at;
         if (stopping_ || !env_.clock.advances_by_itself() || due <= env_.clock.now()) break;
         work_cv_.wait_until(lock, std::chrono::system_clock::time_point(due));
       }
-      run = queue_.top();
-      queue_.pop();
+      std::pop_heap(queue_.begin(), queue_.end(), LaterFirst{});
+      run = std::move(queue_.back());
+      queue_.pop_back();
       ++executing_;
+      executing_ids_.insert(run.run_id);
     }
+    std::string run_id = run.run_id;
     RunExecution execution(env_, std::move(run));
     if (env_.stopping.load()) {
       execution.release();
@@ -133,6 +148,7 @@ void Executor::worker_loop() {
     {
       std::lock_guard lock(mu_);
       --executing_;
+      executing_ids_.erase(executing_ids_.find(run_id));
     }
     done_cv_.notify_all();
     on_slot_free_();

@@ -7,7 +7,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <queue>
+#include <string>
+#include <unordered_set>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -49,6 +50,10 @@ class Executor {
   // True when no run is queued, reserved or executing.
   bool idle() const;
 
+  // The ids of the runs queued or executing here: the leases to renew. (Reserved runs are
+  // being created with a fresh lease.)
+  std::vector<std::string> held_runs() const;
+
   // Stops taking runs: queued ones are handed back to the store, due at once; executions
   // hand their run back before their next step. Waits up to `grace` for executions to end.
   // Returns true if all did (the workers are then joined), false if some are still inside a
@@ -69,12 +74,14 @@ class Executor {
   mutable std::mutex mu_;
   std::condition_variable work_cv_;   // a run was queued, or stopping
   std::condition_variable done_cv_;   // an execution ended
-  // Claimed runs waiting for a thread, earliest available_at first. Guarded by mu_.
+  // Claimed runs waiting for a thread: a heap (std::push_heap) with the earliest available_at
+  // at the front. Guarded by mu_.
   struct LaterFirst {
     bool operator()(const ClaimedRun& a, const ClaimedRun& b) const { return a.available_at > b.available_at; }
   };
-  std::priority_queue<ClaimedRun, std::vector<ClaimedRun>, LaterFirst> queue_;
+  std::vector<ClaimedRun> queue_;
   int executing_ = 0;                 // guarded by mu_
+  std::unordered_multiset<std::string> executing_ids_;  // guarded by mu_
   int reserved_ = 0;                  // guarded by mu_
   bool started_ = false;              // guarded by mu_
   bool stopping_ = false;             // guarded by mu_; env_.stopping mirrors it for executions

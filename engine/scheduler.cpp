@@ -105,7 +105,7 @@ TimePoint Scheduler::run_due_work(TimePoint now) {
   if (now >= next_renewal_) {
     // Renew before recovering: after a jump of the clock our own live leases must not look
     // expired to ourselves.
-    store_.renew_leases(options_.owner, now + ttl);
+    store_.renew_leases(options_.owner, executor_.held_runs(), now + ttl);
     next_renewal_ = now + ttl / 3;
   }
   bool poll = false;

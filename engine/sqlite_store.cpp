@@ -219,12 +219,18 @@ std::vector<ClaimedRun> SqliteStore::claim(const std::vector<std::string>& funct
   return claimed;
 }
 
-int SqliteStore::renew_leases(const std::string& owner, TimePoint expires_at) {
+int SqliteStore::renew_leases(const std::string& owner, const std::vector<std::string>& run_ids,
+                              TimePoint expires_at) {
+  if (run_ids.empty()) return 0;
+  std::string ids = json_list(run_ids);
   int n = 0;
   writer_->write([&](SqliteDb& db) {
-    n = db.cached("UPDATE runs SET lease_expires_at = ? WHERE status = 'running' AND lease_owner = ?")
+    n = db.cached(
+              "UPDATE runs SET lease_expires_at = ? WHERE id IN (SELECT value FROM json_each(?)) "
+              "AND status = 'running' AND lease_owner = ?")
             .bind(1, to_millis(expires_at))
-            .bind(2, owner)
+            .bind(2, ids)
+            .bind(3, owner)
             .exec();
   });
   return n;

@@ -42,7 +42,8 @@ class SqliteStore final : public Store {
   std::vector<ClaimedRun> claim(const std::vector<std::string>& function_ids, TimePoint now,
                                 const Lease& lease, int limit,
                                 std::chrono::milliseconds ahead = std::chrono::milliseconds(0)) override;
-  int renew_leases(const std::string& owner, TimePoint expires_at) override;
+  int renew_leases(const std::string& owner, const std::vector<std::string>& run_ids,
+                   TimePoint expires_at) override;
   int recover_expired_leases(TimePoint now) override;
   std::optional<TimePoint> next_due(const std::vector<std::string>& function_ids) override;
 

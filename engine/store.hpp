@@ -114,8 +114,10 @@ class RunQueue {
                                         const Lease& lease, int limit,
                                         std::chrono::milliseconds ahead = std::chrono::milliseconds(0)) = 0;
 
-  // Extends every lease `owner` holds to `expires_at`. Returns how many.
-  virtual int renew_leases(const std::string& owner, TimePoint expires_at) = 0;
+  // Extends to `expires_at` the leases `owner` holds on `run_ids`. Returns how many. (Only
+  // runs the owner is still working on: a run it abandoned must expire and be recovered.)
+  virtual int renew_leases(const std::string& owner, const std::vector<std::string>& run_ids,
+                           TimePoint expires_at) = 0;
 
   // Puts every running run whose lease expired at or before `now` back in the queue, available
   // at once, and advances its epoch so the old holder can no longer commit. Returns how many.

@@ -74,6 +74,9 @@ void WalCheckpointer::loop() {
       if (log_frames >= kPauseFactor * threshold_frames_ && done_frames < log_frames) pause_writes_(passive);
       std::lock_guard lock(mu_);
       ++checkpoints_;
+    } catch (const StoreError& e) {
+      // Busy: another process sharing the database is checkpointing it right now.
+      if (!e.is_busy()) log(LogLevel::warn, "WAL checkpoint failed; will try again after the next commits", {{"error", e.what()}});
     } catch (const std::exception& e) {
       log(LogLevel::warn, "WAL checkpoint failed; will try again after the next commits", {{"error", e.what()}});
     }

@@ -9,6 +9,8 @@
 #include <mutex>
 #include <thread>
 
+#include <httplib.h>
+
 #include <doctest/doctest.h>
 
 #include "tests/testing.hpp"
@@ -163,8 +165,8 @@ TEST_SUITE("shutdown") {
     return lines;
   }
 
-  // Forks a child that sends itself one "test/two" event and serves until a signal.
-  pid_t start_child(const TempDir& dir, std::chrono::milliseconds grace) {
+  // Forks a child that sends itself one "test/two" event and serves on `port` until a signal.
+  pid_t start_child(const TempDir& dir, int port, std::chrono::milliseconds grace) {
     std::fflush(nullptr);  // or the child may print the parent's buffered output again
     pid_t pid = fork();
     REQUIRE(pid >= 0);
@@ -174,7 +176,7 @@ TEST_SUITE("shutdown") {
         Engine engine({.database = dir.file("t.db"), .lease_ttl = 2s, .log_level = "off"});
         define_two_steps(engine, dir.path());
         engine.send(Event{.name = "test/two"});
-        code = engine.serve({.port = 0, .event_keys = {"k"}, .shutdown_grace = grace});
+        code = engine.serve({.port = port, .event_keys = {"k"}, .shutdown_grace = grace});
       } catch (...) {
         code = 3;
       }
@@ -203,10 +205,23 @@ TEST_SUITE("shutdown") {
     SUBCASE("SIGTERM") { signal = SIGTERM; }
     SUBCASE("SIGINT") { signal = SIGINT; }
     TempDir dir;
-    pid_t child = start_child(dir, 10s);
+    int port = free_port();
+    pid_t child = start_child(dir, port, 10s);
+    httplib::Client http("127.0.0.1", port);
+    auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (!http.Get("/health")) {  // serving
+      REQUIRE(std::chrono::steady_clock::now() < deadline);
+      std::this_thread::sleep_for(1ms);
+    }
     wait_for_file(dir.path() / "a-started");
     REQUIRE(kill(child, signal) == 0);
-    std::ofstream(dir.path() / "a-release").flush();  // step "a" finishes inside the grace period
+    // Once the API stops answering, the engine is stopping: let step "a" finish now, inside
+    // the grace period. (Released earlier, "b" might start before the signal is handled.)
+    while (http.Get("/health")) {
+      REQUIRE(std::chrono::steady_clock::now() < deadline);
+      std::this_thread::sleep_for(1ms);
+    }
+    std::ofstream(dir.path() / "a-release").flush();
     CHECK(exit_code_of(child) == 0);
     CHECK(ledger(dir.path()) == std::vector<std::string>{"a"});
 
@@ -221,7 +236,7 @@ TEST_SUITE("shutdown") {
 
   TEST_CASE("a step still running after the grace period is left to lease recovery; the exit code is still 0" * doctest::timeout(30)) {
     TempDir dir;
-    pid_t child = start_child(dir, 200ms);
+    pid_t child = start_child(dir, free_port(), 200ms);
     wait_for_file(dir.path() / "a-started");
     REQUIRE(kill(child, SIGTERM) == 0);
     CHECK(exit_code_of(child) == 0);  // step "a" never finished

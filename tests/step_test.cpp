@@ -50,6 +50,31 @@ TEST_SUITE("step") {
     CHECK(journal.back().kind == JournalKind::run_completed);
   }
 
+  TEST_CASE("a step's result is durable before the next step's body runs") {
+    TempDir dir;
+    auto clock = std::make_shared<ManualClock>();
+    Engine engine(engine_options(dir.file("t.db"), clock));
+    std::vector<std::string> seen_by_second;
+    engine.function({.id = "order"}, on_event("test/order"), [&](Context& ctx) {
+      ctx.step.run("first", [] { return 1; });
+      ctx.step.run("second", [&] {
+        // What another process would find in the database at this moment.
+        for (auto& e : entries_of(read_journal(dir.file("t.db"), ctx.run_id), JournalKind::step_completed)) {
+          seen_by_second.push_back(e.step_key);
+        }
+        return 2;
+      });
+    });
+    engine.start();
+    auto event_id = engine.send({.name = "test/order"});
+    REQUIRE(engine.drain());
+    CHECK(seen_by_second == std::vector<std::string>{"first"});
+    auto journal = read_journal(dir.file("t.db"), only_run(engine, event_id).id);
+    REQUIRE(journal.size() == 4);
+    CHECK(journal[2].step_key == "second");
+    CHECK(journal[3].kind == JournalKind::run_completed);
+  }
+
   TEST_CASE("step results keep their type: scalars, strings, user structs and void") {
     TempDir dir;
     auto clock = std::make_shared<ManualClock>();

@@ -183,6 +183,27 @@ TEST_SUITE("store") {
     CHECK_FALSE(store->next_due({"fn"}));
   }
 
+  TEST_CASE_TEMPLATE("claim takes sleeping runs a little ahead of their deadline, but never retries", S, SqliteMemory, SqliteFile) {
+    TempDir dir;
+    auto store = S::open(dir);
+    store->ingest({item("E1", "x", {"R1", "R2"})}, kT0, 24h);
+    auto both = store->claim({"fn"}, kT0, lease("w1", kT0 + 30s), 2);
+    REQUIRE(both.size() == 2);
+    auto park = [&](const ClaimedRun& run, RunStatus status) {
+      Commit c{.run_id = run.run_id, .lease_epoch = run.lease_epoch,
+               .transition = RunTransition{.status = status, .available_at = kT0 + 10s}, .now = kT0};
+      REQUIRE(store->commit(c) == JournalStore::CommitResult::committed);
+    };
+    park(both[0], RunStatus::sleeping);  // a sleep ending at +10 s
+    park(both[1], RunStatus::queued);    // a retry due at +10 s
+    auto early = store->claim({"fn"}, kT0 + 9950ms, lease("w1", kT0 + 40s), 10, 50ms);
+    REQUIRE(early.size() == 1);
+    CHECK(early[0].run_id == both[0].run_id);
+    CHECK(early[0].available_at == kT0 + 10s);  // the worker holds it until then
+    CHECK(store->claim({"fn"}, kT0 + 9950ms, lease("w1", kT0 + 40s), 10, 50ms).empty());
+    CHECK(store->claim({"fn"}, kT0 + 10s, lease("w1", kT0 + 40s), 10).size() == 1);  // the retry, when due
+  }
+
   TEST_CASE_TEMPLATE("a worker whose lease was taken over cannot commit (fencing)", S, SqliteMemory, SqliteFile) {
     TempDir dir;
     auto store = S::open(dir);
@@ -230,7 +251,7 @@ TEST_SUITE("store") {
     store->ingest({item("E1", "x", {"R1", "R2"})}, kT0, 24h);
     store->claim({"fn"}, kT0, lease("alive", kT0 + 30s), 1);
     store->claim({"fn"}, kT0, lease("dead", kT0 + 30s), 1);
-    CHECK(store->renew_leases("alive", kT0 + 60s) == 1);
+    CHECK(store->renew_leases("alive", {"R1", "R2"}, kT0 + 60s) == 1);  // R2 is not alive's
     CHECK(store->recover_expired_leases(kT0 + 45s) == 1);  // only the dead worker's run
     auto queued = store->claim({"fn"}, kT0 + 45s, lease("alive", kT0 + 75s), 10);
     CHECK(queued.size() == 1);

@@ -1,5 +1,10 @@
 #include "tests/testing.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <random>
 
 #include <doctest/doctest.h>
@@ -46,6 +51,19 @@ Run only_run(const Engine& engine, const std::string& event_id) {
   auto runs = engine.runs_for_event(event_id);
   REQUIRE(runs.size() == 1);
   return runs[0];
+}
+
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  socklen_t len = sizeof(addr);
+  REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  close(fd);
+  return ntohs(addr.sin_port);
 }
 
 void advance(Engine& engine, ManualClock& clock, std::chrono::milliseconds d) {

@@ -44,4 +44,7 @@ Run only_run(const Engine& engine, const std::string& event_id);
 // Advances `clock` by `d`, then waits until the engine has nothing due (Engine::drain).
 void advance(Engine& engine, ManualClock& clock, std::chrono::milliseconds d);
 
+// A TCP port on 127.0.0.1 that was free a moment ago (for a server in a child process).
+int free_port();
+
 }  // namespace durable::testing
