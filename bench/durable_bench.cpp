@@ -71,7 +71,11 @@ Sizes:
   --sleepers N          w3 sleeping runs (default 500)
   --sleep-ms N          w3 sleep length in ms (default 2000)
   --workers N           EngineOptions::workers (default 64)
-  --quick               small sizes for a smoke run (set before other size flags to combine)
+  --quick               small sizes and one round, for a smoke run (set before other flags
+                        to combine)
+  --rounds N            run the chosen workloads N times and summarise each figure by its
+                        median (default 3: this disk's fsync time swings from one second to
+                        the next, and one round can land on a slow patch)
 
 Output:
   --dir PATH            where the temporary directory is made (default: the system temp dir)
@@ -96,6 +100,7 @@ struct Options {
   int sleepers = 500;
   int sleep_ms = 2000;
   int workers = 64;
+  int rounds = 3;
 
   std::string dir;  // empty: fs::temp_directory_path()
   bool json = false;
@@ -136,6 +141,7 @@ Options parse_args(int argc, char** argv) {
       o.http_events = 20;
       o.sleepers = 50;
       o.sleep_ms = 500;
+      o.rounds = 1;
       continue;
     }
     if (i + 1 >= argc) usage_error(flag + " needs a value");
@@ -166,6 +172,7 @@ Options parse_args(int argc, char** argv) {
     else if (flag == "--sleepers") o.sleepers = positive_int(flag, value);
     else if (flag == "--sleep-ms") o.sleep_ms = positive_int(flag, value);
     else if (flag == "--workers") o.workers = positive_int(flag, value);
+    else if (flag == "--rounds") o.rounds = positive_int(flag, value);
     else if (flag == "--dir") o.dir = value;
     else usage_error("unknown option " + flag);
   }
@@ -244,7 +251,29 @@ class Report {
     if (!note.empty()) line += "  " + note;
     fmt::print("{}\n", line);
     std::fflush(stdout);
-    figures_[key] = value;
+    rounds_[key].push_back(value);
+    units_[key] = unit;
+    notes_[key] = note;
+  }
+
+  // Prints every figure's median over the rounds (with its range), in the order of the
+  // first round.
+  void print_medians(int rounds) const {
+    fmt::print("\nmedians of {} rounds (min .. max):\n", rounds);
+    for (const auto& [key, values] : rounds_) {
+      std::string unit = units_.at(key);
+      int decimals = unit == "ms" ? 3 : (median(values) >= 100 ? 0 : 2);
+      std::vector<double> sorted = values;
+      std::sort(sorted.begin(), sorted.end());
+      fmt::print("{:<34} {:>12.{}f} {:<8}  ({:.{}f} .. {:.{}f}) {}\n", key, median(values), decimals, unit, sorted.front(),
+                 decimals, sorted.back(), decimals, notes_.at(key));
+    }
+  }
+
+  static double median(std::vector<double> values) {
+    std::sort(values.begin(), values.end());
+    size_t n = values.size();
+    return n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
   }
 
   void fail(const std::string& workload, const std::string& message) {
@@ -257,7 +286,7 @@ class Report {
 
   nlohmann::json json() const {
     nlohmann::json figures = nlohmann::json::object();
-    for (const auto& [key, value] : figures_) figures[key] = value;
+    for (const auto& [key, values] : rounds_) figures[key] = median(values);
     nlohmann::json failures = nlohmann::json::object();
     for (const auto& [key, message] : failures_) failures[key] = message;
     return {{"figures", figures}, {"failures", failures}};
@@ -267,7 +296,9 @@ class Report {
   std::map<std::string, double> raw_p50_ms;
 
  private:
-  std::map<std::string, double> figures_;
+  std::map<std::string, std::vector<double>> rounds_;  // every round's value of each figure
+  std::map<std::string, std::string> units_;
+  std::map<std::string, std::string> notes_;
   std::map<std::string, std::string> failures_;
 };
 
@@ -752,33 +783,37 @@ int main(int argc, char** argv) {
   try {
     std::optional<SenderProcess> sender;
     if (o.w2) sender.emplace(o.http_events);  // first: before any thread exists
-    TempDir dir(o.dir);
     Report report;
 
     std::string durabilities;
     for (auto d : o.durabilities) durabilities += (durabilities.empty() ? "" : ",") + name_of(d);
-    fmt::print("durable_bench: dir {}, durability {}, workers {}, {} cores\n", dir.path().string(), durabilities,
-               o.workers, std::thread::hardware_concurrency());
+    fmt::print("durable_bench: durability {}, workers {}, {} cores, {} round(s)\n", durabilities, o.workers,
+               std::thread::hardware_concurrency(), o.rounds);
     std::fflush(stdout);
 
-    for (auto d : o.durabilities) {
-      if (o.latency) {
-        attempt(report, "step_latency." + name_of(d), [&] { bench_latency(o, dir, d, o.raw, report); });
-      } else if (o.raw) {
-        attempt(report, "raw." + name_of(d), [&] { bench_raw(o, dir, d, report); });
+    for (int round = 1; round <= o.rounds; ++round) {
+      TempDir dir(o.dir);  // fresh databases every round
+      fmt::print("\nround {} of {} in {}\n", round, o.rounds, dir.path().string());
+      for (auto d : o.durabilities) {
+        if (o.latency) {
+          attempt(report, "step_latency." + name_of(d), [&] { bench_latency(o, dir, d, o.raw, report); });
+        } else if (o.raw) {
+          attempt(report, "raw." + name_of(d), [&] { bench_raw(o, dir, d, report); });
+        }
+      }
+      for (auto d : o.durabilities) {
+        if (o.w1) attempt(report, "w1." + name_of(d), [&] { bench_w1(o, dir, d, report); });
+      }
+      for (auto d : o.durabilities) {
+        if (o.w2) attempt(report, "w2." + name_of(d), [&] { bench_w2(o, dir, d, *sender, report); });
+      }
+      if (o.w3) {
+        // The sleep workload is about the scheduler, not the disk: one durability is enough.
+        durable::Durability d = o.durabilities.front();
+        attempt(report, "w3." + name_of(d), [&] { bench_w3(o, dir, d, report); });
       }
     }
-    for (auto d : o.durabilities) {
-      if (o.w1) attempt(report, "w1." + name_of(d), [&] { bench_w1(o, dir, d, report); });
-    }
-    for (auto d : o.durabilities) {
-      if (o.w2) attempt(report, "w2." + name_of(d), [&] { bench_w2(o, dir, d, *sender, report); });
-    }
-    if (o.w3) {
-      // The sleep workload is about the scheduler, not the disk: one durability is enough.
-      durable::Durability d = o.durabilities.front();
-      attempt(report, "w3." + name_of(d), [&] { bench_w3(o, dir, d, report); });
-    }
+    if (o.rounds > 1) report.print_medians(o.rounds);
 
     if (o.json) {
       nlohmann::json summary = report.json();
@@ -786,7 +821,8 @@ int main(int argc, char** argv) {
                            {"raw_commits", o.raw_commits}, {"runs", o.runs},
                            {"steps", o.steps}, {"batch", o.batch},
                            {"latency_steps", o.latency_steps}, {"http_events", o.http_events},
-                           {"sleepers", o.sleepers}, {"sleep_ms", o.sleep_ms}};
+                           {"sleepers", o.sleepers}, {"sleep_ms", o.sleep_ms}, {"rounds", o.rounds},
+                           {"summary", "each figure is the median of the rounds"}};
       fmt::print("{}\n", summary.dump(2));
     }
     return report.failed() ? 1 : 0;
