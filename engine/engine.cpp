@@ -20,6 +20,7 @@
 #include "engine/ids.hpp"
 #include "engine/ingest.hpp"
 #include "engine/log.hpp"
+#include "engine/run_cache.hpp"
 #include "engine/scheduler.hpp"
 #include "engine/sqlite_store.hpp"
 
@@ -76,7 +77,7 @@ class Engine::Impl {
     if (options_.poll_interval < std::chrono::milliseconds(1)) throw Error("EngineOptions::poll_interval must be positive");
     store_ = std::make_unique<SqliteStore>(SqliteStoreOptions{.path = options_.database, .durability = options_.durability});
     env_ = std::make_unique<ExecutionEnv>(ExecutionEnv{*store_, *clock_, ids_, functions_,
-                                                       [this](TimePoint at) { wake_at(at); }, stopping_});
+                                                       [this](TimePoint at) { wake_at(at); }, stopping_, run_cache_});
     executor_ = std::make_unique<Executor>(*env_, options_.workers, [this] { notify(); });
     ingestor_ = std::make_unique<EventIngestor>(EventIngestor::Options{owner_, options_.lease_ttl}, *store_,
                                                 functions_, ids_, *clock_, *executor_, [this] { notify(); });
@@ -214,6 +215,7 @@ class Engine::Impl {
   IdGenerator ids_;
   FunctionRegistry functions_;  // frozen once started_
   std::atomic<bool> stopping_{false};
+  RunCache run_cache_;
 
   std::mutex mu_;
   bool started_ = false;        // guarded by mu_

@@ -66,18 +66,23 @@ bool RunExecution::load() {
   if (claim_.fresh_event) {
     // Created at ingest and claimed by us in the same transaction: the journal is exactly
     // run_started with an empty payload. Reading it back would cost a query per run.
-    next_seq_ = 1;
-    started_payload_ = nlohmann::json::object();
-    log(LogLevel::info, "run started", {{"run", claim_.run_id}, {"function", claim_.function_id}});
-    return true;
+    journal_.push_back(JournalEntry{.seq = 0, .kind = JournalKind::run_started, .payload = "{}"});
+    event_ = claim_.fresh_event;
+  } else if (std::optional<CachedRun> cached = env_.cache.take(claim_.run_id, claim_.lease_epoch)) {
+    // Suspended by this process and untouched since (see RunCache): no reads either.
+    journal_ = std::move(cached->journal);
+    event_ = std::move(cached->event);
+  } else {
+    journal_ = env_.store.load_journal(claim_.run_id);
+    std::optional<StoredEvent> stored = env_.store.find_event(claim_.event_id);
+    event_ = std::make_shared<const Event>(stored ? std::move(stored->event) : Event{});
   }
-  std::vector<JournalEntry> entries = env_.store.load_journal(claim_.run_id);
-  if (entries.empty()) {
+  if (journal_.empty()) {
     log(LogLevel::error, "claimed run has no journal", {{"run", claim_.run_id}});
     return false;
   }
-  next_seq_ = static_cast<int64_t>(entries.size());
-  for (JournalEntry& e : entries) {
+  next_seq_ = static_cast<int64_t>(journal_.size());
+  for (const JournalEntry& e : journal_) {
     switch (e.kind) {
       case JournalKind::run_started:
         started_payload_ = nlohmann::json::parse(e.payload);
@@ -111,13 +116,7 @@ bool RunExecution::load() {
 }
 
 void RunExecution::call_function() {
-  Event event;
-  if (claim_.fresh_event) {
-    event = *claim_.fresh_event;
-  } else if (std::optional<StoredEvent> stored = env_.store.find_event(claim_.event_id)) {
-    event = std::move(stored->event);
-  }
-  Context ctx(*this, std::move(event), claim_.event_id, claim_.run_id, claim_.function_id, claim_.attempt);
+  Context ctx(*this, *event_, claim_.event_id, claim_.run_id, claim_.function_id, claim_.attempt);
   nlohmann::json output;
   std::exception_ptr error;
   try {
@@ -295,6 +294,7 @@ bool RunExecution::append(std::vector<JournalEntry> entries, std::optional<RunTr
     return false;
   }
   next_seq_ += static_cast<int64_t>(c.entries.size());
+  journal_.insert(journal_.end(), std::make_move_iterator(c.entries.begin()), std::make_move_iterator(c.entries.end()));
   return true;
 }
 
@@ -303,6 +303,9 @@ void RunExecution::suspend_until(std::vector<JournalEntry> entries, RunStatus st
     throw Suspend{};
   }
   state_ = State::suspended;
+  // Keep the journal for when this process claims the run again (see RunCache). A run
+  // handed back for shutdown is not coming back here.
+  if (!env_.stopping.load()) env_.cache.put(claim_.run_id, CachedRun{claim_.lease_epoch, std::move(journal_), event_});
   env_.wake_at(at);
   throw Suspend{};
 }

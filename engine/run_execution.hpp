@@ -17,6 +17,7 @@
 #include "engine/function_registry.hpp"
 #include "engine/ids.hpp"
 #include "engine/retry_policy.hpp"
+#include "engine/run_cache.hpp"
 #include "engine/store.hpp"
 
 namespace durable {
@@ -29,6 +30,7 @@ struct ExecutionEnv {
   const FunctionRegistry& functions;
   std::function<void(TimePoint)> wake_at;  // a run this process suspended becomes due then
   const std::atomic<bool>& stopping;       // the engine is stopping: start no new step
+  RunCache& cache;                         // journals of runs suspended by this process
 };
 
 class RunExecution final : public Runtime {
@@ -81,6 +83,8 @@ class RunExecution final : public Runtime {
   const RegisteredFunction* function_ = nullptr;
   State state_ = State::running;
   int64_t next_seq_ = 0;
+  std::vector<JournalEntry> journal_;   // as loaded, plus every entry this execution committed
+  std::shared_ptr<const Event> event_;  // the event that started the run
 
   // The journal, indexed. Filled by load(); extended as this execution records steps.
   nlohmann::json started_payload_;

@@ -1,5 +1,11 @@
 #include "engine/sqlite_store.hpp"
 
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cassert>
 
 #include <nlohmann/json.hpp>
@@ -80,6 +86,44 @@ Run read_run(const Statement& s) {
   return r;
 }
 
+// How large the WAL file is made when a database is opened (see preallocate_wal).
+constexpr off_t kWalPreallocBytes = 16 << 20;
+
+// Makes the WAL file at least kWalPreallocBytes long, filling the new part with zeros, and
+// keeps it when the last connection closes. A commit that extends a file must also flush the
+// file's size (its inode) when it syncs: on ext4 that made each commit about half again as
+// slow as one that overwrites space the file already has. SQLite writes the WAL from its
+// start again after each complete checkpoint, so once the file is this long, commits only
+// overwrite. The zeros are not frames: a frame counts only if its salt matches the WAL
+// header's and its checksum chains, so recovery stops at the first of them. Runs under the
+// write lock, so no other process is appending frames meanwhile.
+void preallocate_wal(SqliteDb& db, const std::string& path) {
+  int persist = 1;
+  sqlite3_file_control(db.handle(), "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    std::string wal = path + "-wal";
+    int fd = ::open(wal.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      struct stat st {};
+      if (fstat(fd, &st) == 0 && st.st_size < kWalPreallocBytes) {
+        std::vector<char> zeros(1 << 20, 0);
+        bool ok = true;
+        for (off_t at = st.st_size; ok && at < kWalPreallocBytes; at += static_cast<off_t>(zeros.size())) {
+          size_t n = static_cast<size_t>(std::min<off_t>(static_cast<off_t>(zeros.size()), kWalPreallocBytes - at));
+          ok = pwrite(fd, zeros.data(), n, at) == static_cast<ssize_t>(n);
+        }
+        if (ok) fdatasync(fd);
+      }
+      ::close(fd);
+    }
+  } catch (...) {
+    db.exec("ROLLBACK");
+    throw;
+  }
+  db.exec("COMMIT");
+}
+
 }  // namespace
 
 std::string_view to_string(JournalKind kind) { return kJournalKinds[static_cast<int>(kind)]; }
@@ -102,6 +146,7 @@ SqliteStore::SqliteStore(SqliteStoreOptions options)
   writer_db_->exec(options_.durability == Durability::full ? "PRAGMA synchronous = FULL"
                                                            : "PRAGMA synchronous = NORMAL");
   migrate(*writer_db_, schema_sql());
+  if (!in_memory_) preallocate_wal(*writer_db_, options_.path);
   writer_ = std::make_unique<GroupCommitWriter>(*writer_db_, in_memory_ ? &shared_mu_ : nullptr);
   if (!in_memory_) {
     checkpointer_ = std::make_unique<WalCheckpointer>(
