@@ -1,7 +1,7 @@
-// The profile-image pipeline: when a user uploads a profile picture, make 512, 128 and 64
-// pixel WebP thumbnails, publish them, wait a moment, and record their URLs in the
-// application's database. Each step is durable: kill the process at any point, start it
-// again, and the run goes on from the last finished step.
+// The profile-image pipeline, served over HTTP: when a user uploads a profile picture, make
+// 512, 128 and 64 pixel WebP thumbnails, publish them, wait a moment, and record their URLs
+// in the application's database (the workflow is in workflow.cpp). Each step is durable: kill
+// the process at any point, start it again, and the run goes on from the last finished step.
 //
 //   ./profile_image [--port 8288] [--database profile_image.db] [--app-db app.db]
 //                   [--out profile_image_out] [--cool-down-seconds 10]
@@ -18,7 +18,7 @@
 
 #include <durable/durable.hpp>
 
-#include "image_pipeline.hpp"
+#include "workflow.hpp"
 
 namespace {
 
@@ -71,24 +71,11 @@ int main(int argc, char** argv) {
 
   try {
     durable::Engine engine({.database = config.database});
-
-    engine.function(
-        {.id = "process-profile-image", .retries = 3},
-        durable::on_event("image/profile.uploaded"),
-        [&](durable::Context& ctx) {
-          auto user_id = ctx.event.data.at("userId").get<std::string>();
-          auto image = ctx.event.data.at("image").get<std::string>();
-
-          auto thumbnails = ctx.step.run("resize-images", [&] {
-            return make_thumbnails(image, out_dir + "/work", user_id, {512, 128, 64});
-          });
-          auto urls = ctx.step.run("upload", [&] {
-            return publish(thumbnails, public_dir, "file://" + public_dir, user_id);
-          });
-          ctx.step.sleep("cool-down", std::chrono::seconds(config.cool_down_seconds));
-          ctx.step.run("update-database", [&] { save_avatar_urls(config.app_db, user_id, urls); });
-          return nlohmann::json{{"userId", user_id}, {"urls", urls}};
-        });
+    add_profile_image_function(engine, {.work_dir = out_dir + "/work",
+                                        .public_dir = public_dir,
+                                        .base_url = "file://" + public_dir,
+                                        .app_db = config.app_db,
+                                        .cool_down = std::chrono::seconds(config.cool_down_seconds)});
 
     const char* env_key = std::getenv("DURABLE_EVENT_KEY");
     std::string key = env_key && *env_key ? env_key : "local-dev-key";
