@@ -77,13 +77,25 @@ class Engine::Impl {
     if (options_.poll_interval < std::chrono::milliseconds(1)) throw Error("EngineOptions::poll_interval must be positive");
     store_ = std::make_unique<SqliteStore>(SqliteStoreOptions{.path = options_.database, .durability = options_.durability});
     env_ = std::make_unique<ExecutionEnv>(ExecutionEnv{*store_, *clock_, ids_, functions_,
-                                                       [this](TimePoint at) { wake_at(at); }, stopping_, run_cache_});
+                                                       [this](TimePoint at, bool sleep) { wake_at(at, sleep); },
+                                                       stopping_, run_cache_});
     executor_ = std::make_unique<Executor>(*env_, options_.workers, [this] { notify(); });
     ingestor_ = std::make_unique<EventIngestor>(EventIngestor::Options{owner_, options_.lease_ttl}, *store_,
                                                 functions_, ids_, *clock_, *executor_, [this] { notify(); });
   }
 
-  ~Impl() { stop(std::chrono::milliseconds(0)); }
+  ~Impl() {
+    stop(std::chrono::milliseconds(0));
+    // Workers may still be finishing a step, and then call into the scheduler (wake_at,
+    // notify): join them first, then drop the scheduler.
+    executor_.reset();
+    std::unique_ptr<Scheduler> scheduler;
+    {
+      std::lock_guard lock(mu_);
+      scheduler = std::move(scheduler_);
+    }
+    scheduler.reset();
+  }
 
   void add_function(FunctionOptions options, std::vector<Trigger> triggers, Handler handler) {
     std::lock_guard lock(mu_);
@@ -129,13 +141,17 @@ class Engine::Impl {
     }
     std::lock_guard lock(mu_);
     if (http_) throw Error("the HTTP API is already listening");
-    http_ = std::make_unique<HttpServer>(options, keys, *ingestor_);
-    int port = http_->start();
+    if (stopped_) throw Error("the engine was stopped");
+    auto http = std::make_unique<HttpServer>(options, keys, *ingestor_);
+    int port = http->start();
+    http_ = std::move(http);
     log(LogLevel::info, "listening", {{"url", fmt::format("http://{}:{}", options.host, port)}});
     return port;
   }
 
   int serve(ServeOptions options) {
+    auto grace = options.shutdown_grace;
+    listen(std::move(options));  // first: if it throws, the process's signal handling is untouched
     if (pipe2(g_signal_pipe, O_CLOEXEC) != 0) throw Error("cannot create the signal pipe");
     struct sigaction action {};
     action.sa_handler = on_stop_signal;
@@ -143,9 +159,6 @@ class Engine::Impl {
     struct sigaction old_int {}, old_term {};
     sigaction(SIGINT, &action, &old_int);
     sigaction(SIGTERM, &action, &old_term);
-
-    auto grace = options.shutdown_grace;
-    listen(std::move(options));
     char byte;
     while (read(g_signal_pipe[0], &byte, 1) < 0 && errno == EINTR) {
     }
@@ -176,11 +189,15 @@ class Engine::Impl {
       http = std::move(http_);
     }
     // Executions first learn that no new step may start (they hand their run back at their
-    // next step); then no new events, no new claims, no more lease renewals.
+    // next step); then no new events, no new claims.
     stopping_.store(true);
     if (http) http->stop();
-    if (scheduler_) scheduler_->stop();
+    // Leases are renewed until the executions are over: a step that is given its grace
+    // period must not lose its run to another process meanwhile.
+    Scheduler* scheduler = scheduler_ptr();
+    if (scheduler) scheduler->stop_claiming();
     stop_was_clean_ = executor_->stop(grace);
+    if (scheduler) scheduler->stop();
     return stop_was_clean_;
   }
 
@@ -201,8 +218,8 @@ class Engine::Impl {
   void notify() {
     if (Scheduler* s = scheduler_ptr()) s->notify();
   }
-  void wake_at(TimePoint at) {
-    if (Scheduler* s = scheduler_ptr()) s->wake_at(at);
+  void wake_at(TimePoint at, bool sleep) {
+    if (Scheduler* s = scheduler_ptr()) s->wake_at(at, sleep);
   }
   Scheduler* scheduler_ptr() {
     std::lock_guard lock(mu_);

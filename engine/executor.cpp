@@ -58,6 +58,7 @@ void Executor::unreserve(int n) {
     std::lock_guard lock(mu_);
     reserved_ -= n;
   }
+  done_cv_.notify_all();  // stop() may be waiting for reserved_ to drop to 0
   if (n > 0) on_slot_free_();
 }
 

@@ -3,6 +3,7 @@
 // The only engine file that includes httplib (it is large, and its types stay out of every
 // other translation unit).
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -53,6 +54,12 @@ HttpServer::HttpServer(const ServeOptions& options, std::vector<std::string> eve
   // Answers go out as two writes (headers, then body): without TCP_NODELAY the body waits
   // for the client's delayed ACK, some 40 ms on Linux.
   s.set_tcp_nodelay(true);
+  // SO_REUSEADDR only. httplib also sets SO_REUSEPORT, with which a second engine started on
+  // the same port would share its connections instead of failing to start.
+  s.set_socket_options([](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
 
   s.Get("/health", [](const httplib::Request&, httplib::Response& res) { send_json(res, 200, {{"status", "ok"}}); });
 
@@ -101,7 +108,11 @@ int HttpServer::start() {
   thread_ = std::thread([this] {
     name_this_thread("durable-http");
     server_->listen_after_bind();
+    listen_returned_ = true;
   });
+  // httplib's stop() does nothing until the server is running; a stop() right after start()
+  // would then leave listen_after_bind() running for ever and stop() waiting for it.
+  while (!server_->is_running() && !listen_returned_) std::this_thread::yield();
   return port;
 }
 

@@ -5,6 +5,7 @@
 // contract.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
@@ -42,6 +43,7 @@ class HttpServer {
   std::vector<std::string> event_keys_;
   EventIngestor& ingestor_;
   std::unique_ptr<httplib::Server> server_;
+  std::atomic<bool> listen_returned_{false};
   std::thread thread_;
 };
 

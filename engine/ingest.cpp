@@ -67,7 +67,22 @@ std::vector<Event> parse_events(std::string_view body, const EventLimits& limits
   if (body.size() > limits.max_request_bytes) {
     throw RequestError(413, fmt::format("the request is {} bytes; the limit is {} bytes", body.size(), limits.max_request_bytes));
   }
-  nlohmann::json parsed = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  // The parser itself is not recursive, but copying, printing and freeing a value are: a
+  // body of a million '[' would overflow the stack there. Values nested too deep are
+  // discarded while parsing, and the request refused.
+  bool too_deep = false;
+  auto limit_depth = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
+    if ((event == nlohmann::json::parse_event_t::object_start || event == nlohmann::json::parse_event_t::array_start) &&
+        depth > kMaxJsonDepth) {
+      too_deep = true;
+      return false;
+    }
+    return true;
+  };
+  nlohmann::json parsed = nlohmann::json::parse(body, limit_depth, /*allow_exceptions=*/false);
+  if (too_deep) {
+    throw RequestError(400, fmt::format("the JSON is nested more than {} levels deep", kMaxJsonDepth));
+  }
   if (parsed.is_discarded()) {
     // Parse again with exceptions on, only to say where the JSON goes wrong.
     try {

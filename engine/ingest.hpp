@@ -29,6 +29,9 @@ class RequestError : public Error {
   int status_;
 };
 
+// How deeply the JSON of a request may nest (objects and arrays).
+constexpr int kMaxJsonDepth = 100;
+
 struct EventLimits {
   size_t max_event_bytes = 512 * 1024;         // one event's JSON text
   size_t max_request_bytes = 3 * 1024 * 1024;  // the whole body

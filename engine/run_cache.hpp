@@ -9,7 +9,7 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -42,14 +42,19 @@ class RunCache {
   std::optional<CachedRun> take(const std::string& run_id, int64_t claimed_epoch);
 
  private:
+  struct Entry {
+    CachedRun run;
+    size_t bytes = 0;
+    std::list<std::string>::iterator in_order;  // its place in order_
+  };
   static size_t size_of(const CachedRun& run);
-  void evict();  // needs mu_
+  void erase(std::unordered_map<std::string, Entry>::iterator it);  // needs mu_
 
   const size_t max_bytes_;
   std::mutex mu_;
-  std::unordered_map<std::string, CachedRun> runs_;  // guarded by mu_
-  std::deque<std::string> order_;                    // guarded by mu_: insertion order (may hold ids already taken)
-  size_t bytes_ = 0;                                 // guarded by mu_
+  std::unordered_map<std::string, Entry> runs_;  // guarded by mu_
+  std::list<std::string> order_;                 // guarded by mu_: ids, oldest put first
+  size_t bytes_ = 0;                             // guarded by mu_
 };
 
 }  // namespace durable

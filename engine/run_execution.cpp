@@ -1,6 +1,7 @@
 #include "engine/run_execution.hpp"
 
 #include <cassert>
+#include <cmath>
 
 #include <fmt/format.h>
 
@@ -16,6 +17,22 @@ namespace durable {
 namespace {
 
 std::string_view kind_name(StepKind kind) { return kind == StepKind::run ? "step.run" : "step.sleep"; }
+
+// False if `value` holds a NaN or an infinity anywhere.
+bool is_storable(const nlohmann::json& value) {
+  switch (value.type()) {
+    case nlohmann::json::value_t::number_float:
+      return std::isfinite(value.get<double>());
+    case nlohmann::json::value_t::array:
+    case nlohmann::json::value_t::object:
+      for (const auto& item : value) {
+        if (!is_storable(item)) return false;
+      }
+      return true;
+    default:
+      return true;
+  }
+}
 
 Failure failure_from(const nlohmann::json& payload) {
   const nlohmann::json& f = payload.value("failure", nlohmann::json::object());
@@ -39,9 +56,10 @@ void RunExecution::execute() {
     }
     call_function();
   } catch (const std::exception& e) {
-    // Only store failures get here: user code runs inside call_function's handlers. The run
-    // stays leased to us; when the lease expires another execution replays it.
-    log(LogLevel::error, "execution abandoned after a store failure; lease recovery will replay the run",
+    // Only a failure to load the run gets here (user code runs inside call_function's
+    // handlers, and commits report failures through append). The run stays leased to us;
+    // when the lease expires it is recovered and replayed.
+    log(LogLevel::error, "execution abandoned: the run could not be loaded; lease recovery will replay it",
         {{"run", claim_.run_id}, {"function", claim_.function_id}, {"error", e.what()}});
   }
 }
@@ -55,7 +73,7 @@ void RunExecution::release() {
     append({}, RunTransition{.status = asleep ? RunStatus::sleeping : RunStatus::queued,
                              .available_at = asleep ? claim_.available_at : now,
                              .attempt = claim_.attempt});
-    env_.wake_at(std::max(now, claim_.available_at));
+    env_.wake_at(std::max(now, claim_.available_at), asleep);
   } catch (const std::exception& e) {
     log(LogLevel::warn, "could not release a run; lease recovery will take it",
         {{"run", claim_.run_id}, {"error", e.what()}});
@@ -193,6 +211,12 @@ StepStart RunExecution::begin_step(std::string_view id) {
 
 void RunExecution::complete_step(const StepStart& start, nlohmann::json output) {
   if (state_ != State::running) throw Suspend{};
+  if (!is_storable(output)) {
+    // JSON has no NaN or infinity: stored, it would come back as null, and every replay
+    // would then fail to convert it to the step's type. Better to fail the step now.
+    fail_step(start, std::make_exception_ptr(NonRetriableError(
+                         "the step returned a number that is not finite (NaN or infinity), which JSON cannot hold")));
+  }
   // Not committed here: the result must be durable before anything that could act on it
   // outside this process, and the only such thing is the next step's body (code between
   // steps is deterministic and has no side effects, by the rules of durable functions). So
@@ -287,7 +311,18 @@ bool RunExecution::append(std::vector<JournalEntry> entries, std::optional<RunTr
   c.entries = std::move(entries);
   c.transition = std::move(transition);
   c.new_runs = std::move(new_runs);
-  if (env_.store.commit(c) == JournalStore::CommitResult::lease_lost) {
+  JournalStore::CommitResult result;
+  try {
+    result = env_.store.commit(c);
+  } catch (const StoreError& e) {
+    // The run stays leased to this process until the lease runs out (it is no longer
+    // renewed once this execution ends); then it is recovered and replayed.
+    state_ = State::abandoned;
+    log(LogLevel::error, "execution abandoned after a store failure; lease recovery will replay the run",
+        {{"run", claim_.run_id}, {"function", claim_.function_id}, {"error", e.what()}});
+    return false;
+  }
+  if (result == JournalStore::CommitResult::lease_lost) {
     state_ = State::fenced;
     log(LogLevel::warn, "lease lost: another worker owns the run now; this execution stops",
         {{"run", claim_.run_id}, {"epoch", std::to_string(claim_.lease_epoch)}});
@@ -306,7 +341,7 @@ void RunExecution::suspend_until(std::vector<JournalEntry> entries, RunStatus st
   // Keep the journal for when this process claims the run again (see RunCache). A run
   // handed back for shutdown is not coming back here.
   if (!env_.stopping.load()) env_.cache.put(claim_.run_id, CachedRun{claim_.lease_epoch, std::move(journal_), event_});
-  env_.wake_at(at);
+  env_.wake_at(at, status == RunStatus::sleeping);
   throw Suspend{};
 }
 
@@ -350,7 +385,7 @@ void RunExecution::fail_run(const ErrorInfo& error, const std::string& step_key,
   state_ = State::finished;
   log(LogLevel::error, "run failed",
       {{"run", claim_.run_id}, {"function", claim_.function_id}, {"step", step_key}, {"error", error.message}});
-  if (has_handler) env_.wake_at(env_.clock.now());
+  if (has_handler) env_.wake_at(env_.clock.now(), false);
 }
 
 void RunExecution::retry_body(const ErrorInfo& error) {

@@ -28,7 +28,8 @@ struct ExecutionEnv {
   Clock& clock;
   IdGenerator& ids;
   const FunctionRegistry& functions;
-  std::function<void(TimePoint)> wake_at;  // a run this process suspended becomes due then
+  // A run this process suspended becomes due at the time given; true: it sleeps till then.
+  std::function<void(TimePoint, bool)> wake_at;
   const std::atomic<bool>& stopping;       // the engine is stopping: start no new step
   RunCache& cache;                         // journals of runs suspended by this process
 };
@@ -55,6 +56,7 @@ class RunExecution final : public Runtime {
     running,    // the function may go on
     suspended,  // the outcome is committed (sleep, retry, release); unwind
     fenced,     // a commit was refused: another worker owns the run now; unwind, write nothing
+    abandoned,  // a commit failed (the store): unwind; lease recovery replays the run later
     finished,   // completed or failed for good
   };
 
@@ -66,7 +68,9 @@ class RunExecution final : public Runtime {
   // Commits the pending entries, if any. Throws Suspend if the commit is refused.
   void flush();
   // Commits the pending entries, then `entries` (numbering them all), with `transition`.
-  // On a refused commit sets fenced and returns false.
+  // Returns false, and sets fenced or abandoned, if the commit was refused or failed: the
+  // execution must then stop. Never throws for a store failure: user code must not see one
+  // (it would count as the function's own error).
   bool append(std::vector<JournalEntry> entries, std::optional<RunTransition> transition = std::nullopt,
               std::vector<NewRun> new_runs = {});
   // Commits `entries` with a transition to `status` due `at`, asks for a wake-up then, and

@@ -35,6 +35,11 @@ void Scheduler::stop() {
   clock_.unsubscribe(clock_subscription_);
 }
 
+void Scheduler::stop_claiming() {
+  std::lock_guard lock(mu_);
+  claiming_ = false;
+}
+
 void Scheduler::notify() {
   {
     std::lock_guard lock(mu_);
@@ -43,12 +48,15 @@ void Scheduler::notify() {
   cv_.notify_all();
 }
 
-void Scheduler::wake_at(TimePoint at) {
+void Scheduler::wake_at(TimePoint at, bool sleep) {
+  // A sleeping run may be claimed claim_ahead before its deadline (the executor holds it
+  // until then); a run waiting for a retry only once it is due.
+  if (sleep) at -= options_.claim_ahead;
   {
     std::lock_guard lock(mu_);
     timers_.push(at);
     // A future deadline needs no claim round now, only a shorter wait, if it is the earliest.
-    if (at <= clock_.now() + options_.claim_ahead) {
+    if (at <= clock_.now()) {
       ++work_seq_;
     } else {
       timers_changed_ = true;
@@ -61,7 +69,8 @@ bool Scheduler::drain(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mu_);
   uint64_t target = ++work_seq_;  // forces a claim round that starts after this call
   cv_.notify_all();
-  return idle_cv_.wait_for(lock, timeout, [&] { return stopping_ || (idle_seq_ >= target && idle_seq_ == work_seq_); });
+  bool done = idle_cv_.wait_for(lock, timeout, [&] { return stopping_ || (idle_seq_ >= target && idle_seq_ == work_seq_); });
+  return done && !stopping_;
 }
 
 void Scheduler::loop() {
@@ -70,7 +79,7 @@ void Scheduler::loop() {
   TimePoint next_round{};  // when renewals, recovery or polling are next due; the epoch: now
   while (!stopping_) {
     TimePoint now = clock_.now();
-    bool timer_due = !timers_.empty() && timers_.top() - options_.claim_ahead <= now;
+    bool timer_due = !timers_.empty() && timers_.top() <= now;
     bool told = work_seq_ != scanned_seq_ && executor_.claim_budget() > 0;
     if (now >= next_round || timer_due || told) {
       lock.unlock();
@@ -85,7 +94,7 @@ void Scheduler::loop() {
       continue;
     }
     TimePoint wake = next_round;
-    if (!timers_.empty()) wake = std::min(wake, timers_.top() - options_.claim_ahead);
+    if (!timers_.empty()) wake = std::min(wake, timers_.top());
     timers_changed_ = false;
     auto woken = [&] {
       return stopping_ || timers_changed_ || (work_seq_ != scanned_seq_ && executor_.claim_budget() > 0);
@@ -108,6 +117,19 @@ TimePoint Scheduler::run_due_work(TimePoint now) {
     store_.renew_leases(options_.owner, executor_.held_runs(), now + ttl);
     next_renewal_ = now + ttl / 3;
   }
+  bool claiming;
+  uint64_t seq;
+  {
+    // Timers only wake the thread; every round claims whatever is due, so a due timer has
+    // done its job once this round starts.
+    std::lock_guard lock(mu_);
+    while (!timers_.empty() && timers_.top() <= now) timers_.pop();
+    seq = work_seq_;
+    scanned_seq_ = seq;
+    claiming = claiming_;
+  }
+  if (!claiming) return next_renewal_;
+
   bool poll = false;
   if (now >= next_recovery_) {
     int recovered = store_.recover_expired_leases(now);
@@ -122,16 +144,6 @@ TimePoint Scheduler::run_due_work(TimePoint now) {
     next_poll_ = now + options_.poll_interval;
   }
 
-  // Timers only wake the thread; every round claims whatever is due, so a due timer has
-  // done its job once this round starts.
-  uint64_t seq;
-  {
-    std::lock_guard lock(mu_);
-    while (!timers_.empty() && timers_.top() <= now + options_.claim_ahead) timers_.pop();
-    seq = work_seq_;
-    scanned_seq_ = seq;
-  }
-
   // Claim while workers are free and the last claim filled every slot (more may be due).
   int claimed_total = 0;
   for (;;) {
@@ -144,12 +156,12 @@ TimePoint Scheduler::run_due_work(TimePoint now) {
     if (n < free) break;
   }
 
-  TimePoint next = std::min({next_renewal_, next_recovery_, next_poll_});
   if (poll) {
-    // Runs created or put to sleep by other processes have no timer here: set one.
-    if (auto due = store_.next_due(options_.function_ids); due && *due > now + options_.claim_ahead) {
+    // Runs created or put to sleep by other processes have no timer here: set one, unless
+    // an earlier one is set already (each poll would otherwise add the same time again).
+    if (auto due = store_.next_due(options_.function_ids); due && *due > now) {
       std::lock_guard lock(mu_);
-      timers_.push(*due);
+      if (timers_.empty() || *due < timers_.top()) timers_.push(*due);
     }
   }
   if (claimed_total == 0 && executor_.idle()) {
@@ -157,7 +169,7 @@ TimePoint Scheduler::run_due_work(TimePoint now) {
     idle_seq_ = seq;
     idle_cv_.notify_all();
   }
-  return next;
+  return std::min({next_renewal_, next_recovery_, next_poll_});
 }
 
 }  // namespace durable

@@ -40,17 +40,20 @@ class Scheduler {
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // Recovers expired leases, then starts the thread. Idempotent.
+  // Starts the thread, whose first round recovers expired leases. Idempotent.
   void start();
-  // Stops claiming and renewing; joins the thread. Idempotent.
+  // Stops claiming runs and recovering leases; leases go on being renewed until stop().
+  void stop_claiming();
+  // Stops everything; joins the thread. Idempotent.
   void stop();
 
   // There may be runs due now (new runs, a free worker, a clock move). Thread-safe.
   void notify();
-  // A run becomes due at `at`. Thread-safe.
-  void wake_at(TimePoint at);
+  // A run becomes due at `at`; `sleep`: it sleeps until then (and may be claimed a little
+  // early, see SchedulerOptions::claim_ahead). Thread-safe.
+  void wake_at(TimePoint at, bool sleep);
 
-  // See Engine::drain().
+  // See Engine::drain(). False also when the scheduler stops meanwhile.
   bool drain(std::chrono::milliseconds timeout);
 
  private:
@@ -73,7 +76,9 @@ class Scheduler {
   uint64_t scanned_seq_ = 0;          // guarded by mu_: work_seq_ when the last claim round began
   uint64_t idle_seq_ = 0;             // guarded by mu_: work_seq_ at the last round that found nothing to do
   bool timers_changed_ = false;       // guarded by mu_: a timer was added while the thread waited
-  std::priority_queue<TimePoint, std::vector<TimePoint>, std::greater<>> timers_;  // guarded by mu_
+  bool claiming_ = true;              // guarded by mu_
+  // When to look for due runs again (for sleeps, claim_ahead before the deadline). Guarded by mu_.
+  std::priority_queue<TimePoint, std::vector<TimePoint>, std::greater<>> timers_;
 
   // Used by the scheduler thread only.
   TimePoint next_renewal_{};

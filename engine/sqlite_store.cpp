@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/group_commit.hpp"
+#include "engine/json_text.hpp"
 #include "engine/schema.hpp"
 #include "engine/sqlite.hpp"
 #include "engine/wal_checkpointer.hpp"
@@ -201,8 +202,8 @@ std::vector<IngestStore::Outcome> SqliteStore::ingest(const std::vector<Item>& i
       auto& s = db.cached(
           "INSERT INTO events (id, name, data, user_data, ts, v, dedup_key, duplicate, received_at) "
           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
-      s.bind(1, item.event_id).bind(2, item.event.name).bind(3, item.event.data.dump());
-      s.bind(4, item.event.user.dump()).bind(5, to_millis(item.event.ts));
+      s.bind(1, item.event_id).bind(2, item.event.name).bind(3, to_json_text(item.event.data));
+      s.bind(4, to_json_text(item.event.user)).bind(5, to_millis(item.event.ts));
       s.bind(6, item.event.v.empty() ? std::nullopt : std::optional<std::string>(item.event.v));
       s.bind(7, item.event.id.empty() ? std::nullopt : std::optional<std::string>(item.event.id));
       s.bind(8, duplicate ? 1 : 0).bind(9, to_millis(now));

@@ -70,8 +70,9 @@ void WalCheckpointer::loop() {
       passive();
       // A pause costs every writer of this process the catch-up's copy and fsync, so it is
       // kept for when the WAL keeps growing: in a lull between commits, the next write
-      // after a complete bulk pass starts the WAL over by itself.
-      if (log_frames >= kPauseFactor * threshold_frames_ && done_frames < log_frames) pause_writes_(passive);
+      // after a complete pass starts the WAL over by itself. (That the pass copied every
+      // frame it saw says nothing: frames keep arriving while it runs.)
+      if (log_frames >= kPauseFactor * threshold_frames_) pause_writes_(passive);
       std::lock_guard lock(mu_);
       ++checkpoints_;
     } catch (const StoreError& e) {

@@ -5,6 +5,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${DURABLE_BUILD_DIR:-$root/build}
+echo "example: building (the first time takes a few minutes)..." >&2
 bash "$root/scripts/build.sh" --target profile_image >/dev/null
 mkdir -p "$root/example-data"
 cd "$root/example-data"

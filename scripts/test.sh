@@ -5,4 +5,5 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${DURABLE_BUILD_DIR:-$root/build}
 bash "$root/scripts/build.sh"
-"$build/durable_tests" "$@"
+# The suite takes well under a minute; a hang must fail the run, not stall CI for its hours.
+timeout --kill-after=10s 15m "$build/durable_tests" "$@"

@@ -34,7 +34,10 @@ std::string Client::send(const Event& event) { return send(std::vector<Event>{ev
 
 std::vector<std::string> Client::send(const std::vector<Event>& events) {
   nlohmann::json body = events;
-  auto res = impl_->http.Post("/e/" + impl_->event_key, body.dump(), "application/json");
+  // Strings that are not UTF-8 go out with U+FFFD in place of the bad bytes, as the engine
+  // would store them, rather than failing the send.
+  auto text = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  auto res = impl_->http.Post("/e/" + impl_->event_key, text, "application/json");
   if (!res) throw Error("cannot reach the engine: " + httplib::to_string(res.error()));
   nlohmann::json answer = nlohmann::json::parse(res->body, nullptr, /*allow_exceptions=*/false);
   if (res->status != 200) {

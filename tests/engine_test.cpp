@@ -123,6 +123,26 @@ TEST_SUITE("engine") {
     CHECK(seen["attempt"] == 0);
   }
 
+  TEST_CASE("stop() right after listen() returns" * doctest::timeout(30)) {
+    for (int i = 0; i < 20; ++i) {
+      Engine engine({.database = ":memory:", .log_level = "off"});
+      engine.listen({.port = 0, .event_keys = {"k"}});
+      CHECK(engine.stop(0ms));
+    }
+  }
+
+  TEST_CASE("serve() on a port in use throws and leaves the process's signal handling alone") {
+    struct sigaction before {}, after {};
+    sigaction(SIGINT, nullptr, &before);
+    int port = free_port();
+    Engine first({.database = ":memory:", .log_level = "off"});
+    first.listen({.port = port, .event_keys = {"k"}});
+    Engine second({.database = ":memory:", .log_level = "off"});
+    CHECK_THROWS_WITH_AS(second.serve({.port = port, .event_keys = {"k"}}), doctest::Contains("cannot listen"), Error);
+    sigaction(SIGINT, nullptr, &after);
+    CHECK(reinterpret_cast<void*>(after.sa_handler) == reinterpret_cast<void*>(before.sa_handler));
+  }
+
   TEST_CASE("events sent before start() wait, then run once the engine starts") {
     TempDir dir;
     auto clock = std::make_shared<ManualClock>();

@@ -146,6 +146,14 @@ TEST_SUITE("http_api") {
     CHECK(s.count("events") == 0);
   }
 
+  TEST_CASE("JSON nested too deep answers 400 (and does not crash the server)") {
+    Server s;
+    std::string deep = R"({"name":"test/deep","data":{"a":)" + std::string(1'000'000, '[') + std::string(1'000'000, ']') + "}}";
+    check_refused(s, "/e/key-1", deep, 400, "nested more than 100 levels");
+    std::string ok = R"({"name":"test/deep","data":{"a":)" + std::string(50, '[') + std::string(50, ']') + "}}";
+    CHECK(s.post("/e/key-1", ok)->status == 200);
+  }
+
   TEST_CASE("events and requests over the size limits answer 413 and store nothing") {
     Server s(ServeOptions{.max_event_bytes = 1000, .max_request_bytes = 4000});
     std::string big(1200, 'x');

@@ -185,4 +185,78 @@ TEST_SUITE("lease") {
     CHECK(steps[0].step_key == "slow");
     CHECK(steps[0].payload == "2");
   }
+
+  TEST_CASE("a commit that fails in the store abandons the execution instead of failing the run" * doctest::timeout(20)) {
+    TempDir dir;
+    auto clock = std::make_shared<ManualClock>();
+    EngineOptions options = engine_options(dir.file("t.db"), clock);
+    options.lease_ttl = 30s;
+    Engine engine(options);
+    std::atomic<int> a_runs{0};
+    std::atomic<bool> caught{false};
+    engine.function({.id = "flaky-store", .retries = 0}, on_event("test/store"), [&](Context& ctx) {
+      ctx.step.run("a", [&] { return ++a_runs; });
+      try {
+        ctx.step.run("b", [] { return 2; });  // "a" is committed here, and that commit fails
+      } catch (const std::exception&) {
+        caught = true;  // a store failure must never reach user code
+      }
+      return 3;
+    });
+    {
+      SqliteDb db(dir.file("t.db"), 5s);
+      db.exec("CREATE TRIGGER fail_a BEFORE INSERT ON journal WHEN NEW.step_key = 'a' "
+              "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END");
+    }
+    engine.start();
+    auto event_id = engine.send({.name = "test/store"});
+    REQUIRE(engine.drain());
+    Run stuck = only_run(engine, event_id);
+    CHECK(stuck.status == RunStatus::running);  // still leased: not failed, not retried
+    CHECK_FALSE(caught);
+    auto journal = read_journal(dir.file("t.db"), stuck.id);
+    CHECK(journal.size() == 1);  // run_started only: no body_failed, no run_failed
+
+    // The disk recovers; the abandoned run's lease is no longer renewed, expires, and the
+    // run is recovered and replayed.
+    {
+      SqliteDb db(dir.file("t.db"), 5s);
+      db.exec("DROP TRIGGER fail_a");
+    }
+    advance(engine, *clock, 31s);
+    advance(engine, *clock, 15s);
+    Run done = only_run(engine, event_id);
+    CHECK(done.status == RunStatus::completed);
+    CHECK(done.output == 3);
+    CHECK(a_runs == 2);  // its first result was never committed
+  }
+
+  TEST_CASE("leases are still renewed while a stopping engine waits for running steps" * doctest::timeout(20)) {
+    TempDir dir;
+    auto clock = std::make_shared<ManualClock>();
+    EngineOptions options = engine_options(dir.file("t.db"), clock);
+    options.lease_ttl = 30s;
+    Engine engine(options);
+    std::latch inside(1), release(1);
+    engine.function({.id = "slow"}, on_event("test/slow"), [&](Context& ctx) {
+      ctx.step.run("long", [&] {
+        inside.count_down();
+        release.wait();
+        return 1;
+      });
+    });
+    engine.start();
+    auto event_id = engine.send({.name = "test/slow"});
+    inside.wait();
+    std::string run_id = only_run(engine, event_id).id;
+    std::thread stopper([&] { CHECK(engine.stop(20s)); });  // waits for the step
+    // Leases must not lapse meanwhile, or another process would start the run a second time.
+    for (int i = 0; i < 9; ++i) {
+      clock->advance(10s);
+      int64_t want = to_millis(clock->now() + 30s);
+      REQUIRE(eventually([&] { return lease_of(dir.file("t.db"), run_id).expires_at_ms == want; }));
+    }
+    release.count_down();
+    stopper.join();
+  }
 }

@@ -1,5 +1,6 @@
 // Steps: typed results, memoization on replay, step keys, and usage errors.
 #include <atomic>
+#include <cmath>
 
 #include <doctest/doctest.h>
 
@@ -224,6 +225,22 @@ TEST_SUITE("step") {
     CHECK(done.status == RunStatus::completed);
     CHECK(done.output == "returned");
     CHECK(after_sleep == 1);
+  }
+
+  TEST_CASE("a step that returns NaN or infinity fails at once, saying why") {
+    TempDir dir;
+    auto clock = std::make_shared<ManualClock>();
+    Engine engine(engine_options(dir.file("t.db"), clock));
+    engine.function({.id = "nan"}, on_event("test/nan"), [](Context& ctx) {
+      return ctx.step.run("ratio", [] { return std::vector<double>{1.0, std::nan("")}; });
+    });
+    engine.start();
+    auto event_id = engine.send({.name = "test/nan"});
+    REQUIRE(engine.drain());
+    Run run = only_run(engine, event_id);
+    CHECK(run.status == RunStatus::failed);
+    CHECK(run.error["step"] == "ratio");
+    CHECK(std::string(run.error["message"]).find("not finite") != std::string::npos);
   }
 
   TEST_CASE("the suspend signal is not a std::exception") {
