@@ -79,7 +79,9 @@ class Engine::Impl {
     env_ = std::make_unique<ExecutionEnv>(ExecutionEnv{*store_, *clock_, ids_, functions_,
                                                        [this](TimePoint at, bool sleep) { wake_at(at, sleep); },
                                                        stopping_, run_cache_});
-    executor_ = std::make_unique<Executor>(*env_, options_.workers, [this] { notify(); });
+    executor_ = std::make_unique<Executor>(*env_, options_.workers, [this] {
+      if (Scheduler* s = scheduler_ptr()) s->notify_slot_free();
+    });
     ingestor_ = std::make_unique<EventIngestor>(EventIngestor::Options{owner_, options_.lease_ttl}, *store_,
                                                 functions_, ids_, *clock_, *executor_, [this] { notify(); });
   }

@@ -33,8 +33,11 @@ void GroupCommitWriter::write(const std::function<void(SqliteDb&)>& work) {
       commit_or_fail(alone);
       lock.lock();
       committing_ = false;
+      // Wake the writer thread only if it has work: an idle writer woken for nothing after
+      // every inline commit would cost a context switch per step.
+      bool wake = !queue_.empty() || pausers_ > 0;
       lock.unlock();
-      cv_.notify_all();  // the writer thread, if work queued meanwhile; a pause_writes()
+      if (wake) cv_.notify_all();
       if (pending.error) std::rethrow_exception(pending.error);
       return;
     }
@@ -71,7 +74,9 @@ void GroupCommitWriter::wake(WakeList list, size_t i) {
 void GroupCommitWriter::pause_writes(const std::function<void()>& fn) {
   {
     std::unique_lock lock(mu_);
+    ++pausers_;
     cv_.wait(lock, [&] { return !committing_; });
+    --pausers_;
     committing_ = true;
   }
   try {
@@ -109,11 +114,13 @@ void GroupCommitWriter::loop() {
       queued_.store(queue_.size(), std::memory_order_relaxed);
     }
     commit_or_fail(batch);
+    bool pausers;
     {
       std::lock_guard lock(mu_);
       committing_ = false;
+      pausers = pausers_ > 0;
     }
-    cv_.notify_all();  // a pause_writes() waiting for its turn
+    if (pausers) cv_.notify_all();  // a pause_writes() waiting for its turn
     wake(std::make_shared<std::vector<Pending*>>(batch.begin(), batch.end()), 0);
     batch.clear();
   }

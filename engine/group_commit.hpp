@@ -88,6 +88,7 @@ class GroupCommitWriter {
   std::deque<Pending*> queue_;  // guarded by mu_
   std::atomic<size_t> queued_{0};  // queue_.size(), readable without mu_ (written under it)
   bool committing_ = false;     // guarded by mu_: a thread (the writer, or a caller) is using db_
+  int pausers_ = 0;             // guarded by mu_: pause_writes() calls waiting for their turn
   bool stopping_ = false;       // guarded by mu_
 
   std::atomic<uint64_t> commits_{0};

@@ -48,6 +48,15 @@ void Scheduler::notify() {
   cv_.notify_all();
 }
 
+void Scheduler::notify_slot_free() {
+  {
+    std::lock_guard lock(mu_);
+    if (!backlog_ && drainers_ == 0) return;
+    ++work_seq_;
+  }
+  cv_.notify_all();
+}
+
 void Scheduler::wake_at(TimePoint at, bool sleep) {
   // A sleeping run may be claimed claim_ahead before its deadline (the executor holds it
   // until then); a run waiting for a retry only once it is due.
@@ -68,8 +77,10 @@ void Scheduler::wake_at(TimePoint at, bool sleep) {
 bool Scheduler::drain(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mu_);
   uint64_t target = ++work_seq_;  // forces a claim round that starts after this call
+  ++drainers_;
   cv_.notify_all();
   bool done = idle_cv_.wait_for(lock, timeout, [&] { return stopping_ || (idle_seq_ >= target && idle_seq_ == work_seq_); });
+  --drainers_;
   return done && !stopping_;
 }
 
@@ -146,6 +157,7 @@ TimePoint Scheduler::run_due_work(TimePoint now) {
 
   // Claim while workers are free and the last claim filled every slot (more may be due).
   int claimed_total = 0;
+  bool backlog = true;  // unless a claim comes back short, due runs may be left
   for (;;) {
     int free = executor_.claim_budget();
     if (free <= 0) break;
@@ -153,7 +165,14 @@ TimePoint Scheduler::run_due_work(TimePoint now) {
     int n = static_cast<int>(runs.size());
     claimed_total += n;
     executor_.submit(std::move(runs));
-    if (n < free) break;
+    if (n < free) {
+      backlog = false;
+      break;
+    }
+  }
+  {
+    std::lock_guard lock(mu_);
+    backlog_ = backlog;
   }
 
   if (poll) {

@@ -47,8 +47,12 @@ class Scheduler {
   // Stops everything; joins the thread. Idempotent.
   void stop();
 
-  // There may be runs due now (new runs, a free worker, a clock move). Thread-safe.
+  // There may be runs due now (new queued runs, a clock move). Thread-safe.
   void notify();
+  // A worker finished a run. Starts a claim round only if one may find work: the last claim
+  // filled its budget (more may wait), or drain() waits for the executor to go idle. (A
+  // round per finished run would cost a write each.) Thread-safe.
+  void notify_slot_free();
   // A run becomes due at `at`; `sleep`: it sleeps until then (and may be claimed a little
   // early, see SchedulerOptions::claim_ahead). Thread-safe.
   void wake_at(TimePoint at, bool sleep);
@@ -77,6 +81,8 @@ class Scheduler {
   uint64_t idle_seq_ = 0;             // guarded by mu_: work_seq_ at the last round that found nothing to do
   bool timers_changed_ = false;       // guarded by mu_: a timer was added while the thread waited
   bool claiming_ = true;              // guarded by mu_
+  bool backlog_ = false;              // guarded by mu_: the last claim may have left due runs behind
+  int drainers_ = 0;                  // guarded by mu_: drain() calls waiting
   // When to look for due runs again (for sleeps, claim_ahead before the deadline). Guarded by mu_.
   std::priority_queue<TimePoint, std::vector<TimePoint>, std::greater<>> timers_;
 

@@ -44,6 +44,9 @@ class Statement {
   Statement& bind(int index, std::string_view text);
   Statement& bind(int index, const char* text) { return bind(index, std::string_view(text)); }
   Statement& bind(int index, const std::string& text) { return bind(index, std::string_view(text)); }
+  // Binds text without copying it: `text` must stay alive and unchanged until the statement
+  // is reset (exec() resets it). For the hot path, where the caller owns the data.
+  Statement& bind_static(int index, std::string_view text);
   Statement& bind_null(int index);
   Statement& bind(int index, const std::optional<int64_t>& value);
   Statement& bind(int index, const std::optional<std::string>& value);

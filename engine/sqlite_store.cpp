@@ -26,16 +26,17 @@ constexpr const char* kJournalKinds[] = {"run_started", "step_completed", "step_
 
 std::string json_list(const std::vector<std::string>& items) { return nlohmann::json(items).dump(); }
 
-// Binds parameters 1-8 of a journal INSERT in column order.
+// Binds parameters 1-8 of a journal INSERT in column order, without copying: `run_id` and
+// `e` must outlive the statement's execution.
 void bind_entry(Statement& s, std::string_view run_id, const JournalEntry& e) {
-  s.bind(1, run_id).bind(2, e.seq).bind(3, to_string(e.kind));
+  s.bind_static(1, run_id).bind(2, e.seq).bind_static(3, to_string(e.kind));
   if (e.step_key.empty()) {
     s.bind_null(4);
   } else {
-    s.bind(4, e.step_key);
+    s.bind_static(4, e.step_key);
   }
   s.bind(5, e.attempt ? std::optional<int64_t>(*e.attempt) : std::nullopt);
-  s.bind(6, e.payload);
+  s.bind_static(6, e.payload);
   s.bind(7, e.started_at ? std::optional<int64_t>(to_millis(*e.started_at)) : std::nullopt);
   s.bind(8, to_millis(e.recorded_at));
 }

@@ -30,7 +30,7 @@ class WalCheckpointer {
   // automatic checkpoint); `writer` must outlive this object.
   // `pause_writes(fn)` runs fn with this process's writes held back (GroupCommitWriter).
   WalCheckpointer(SqliteDb& writer, const std::string& path,
-                  std::function<void(const std::function<void()>&)> pause_writes, int threshold_frames = 1000);
+                  std::function<void(const std::function<void()>&)> pause_writes, int threshold_frames = 2000);
   // Runs a last checkpoint and stops the thread.
   ~WalCheckpointer();
   WalCheckpointer(const WalCheckpointer&) = delete;
@@ -39,7 +39,7 @@ class WalCheckpointer {
   uint64_t checkpoints() const;
 
  private:
-  static constexpr int kPauseFactor = 4;
+  static constexpr int kPauseFactor = 2;
   static int on_commit(void* self, sqlite3* db, const char* schema, int frames);
   void loop();
 
