@@ -42,6 +42,16 @@ bool eventually(Fn done, std::chrono::seconds limit = 10s) {
   return true;
 }
 
+// Advances `clock` by 10 s `times` times; after each, the run's 30 s lease must be renewed
+// to end 30 s after the new time (engines renew every third of the TTL).
+void expect_renewals(ManualClock& clock, const std::string& path, const std::string& run_id, int times) {
+  for (int i = 0; i < times; ++i) {
+    clock.advance(10s);
+    int64_t want = to_millis(clock.now() + 30s);
+    REQUIRE(eventually([&] { return lease_of(path, run_id).expires_at_ms == want; }));
+  }
+}
+
 // A run that a worker of a dead process claimed: it completed step "a", then the process
 // died holding the lease until `expires`.
 std::string abandoned_run(const std::string& path, const std::string& function_id, TimePoint now, TimePoint expires) {
@@ -85,11 +95,7 @@ TEST_SUITE("lease") {
     LeaseRow before = lease_of(dir.file("t.db"), run_id);
 
     // Two minutes pass, ten seconds at a time: four times the TTL.
-    for (int i = 0; i < 12; ++i) {
-      clock->advance(10s);
-      int64_t want = to_millis(clock->now() + 30s);
-      REQUIRE(eventually([&] { return lease_of(dir.file("t.db"), run_id).expires_at_ms == want; }));
-    }
+    expect_renewals(*clock, dir.file("t.db"), run_id, 12);
     LeaseRow during = lease_of(dir.file("t.db"), run_id);
     CHECK(during.status == "running");
     CHECK(during.epoch == before.epoch);  // never recovered, never re-claimed
@@ -251,11 +257,7 @@ TEST_SUITE("lease") {
     std::string run_id = only_run(engine, event_id).id;
     std::thread stopper([&] { CHECK(engine.stop(20s)); });  // waits for the step
     // Leases must not lapse meanwhile, or another process would start the run a second time.
-    for (int i = 0; i < 9; ++i) {
-      clock->advance(10s);
-      int64_t want = to_millis(clock->now() + 30s);
-      REQUIRE(eventually([&] { return lease_of(dir.file("t.db"), run_id).expires_at_ms == want; }));
-    }
+    expect_renewals(*clock, dir.file("t.db"), run_id, 9);
     release.count_down();
     stopper.join();
   }
