@@ -1,5 +1,6 @@
 // Crash recovery with a real process: tests/crash/crash_worker runs 200 runs of a 20-step
-// function and is killed with SIGKILL at random moments, then restarted. The step bodies write
+// function (with a short durable sleep halfway) and is killed with SIGKILL at random moments,
+// then restarted. The step bodies write
 // a ledger; the journal is read between incarnations, while no worker is alive. Afterwards
 // every run must have completed with the right output, and no step committed before a kill
 // may have run again after it.

@@ -129,6 +129,9 @@ int main(int argc, char** argv) {
         std::this_thread::sleep_for(step_time);
         return seed * 100 + i;
       });
+      // Halfway, a short durable sleep: its deadline must survive the kills too, and on the
+      // real clock the run is claimed ahead of it and held until it ends.
+      if (i == kSteps / 2 - 1) ctx.step.sleep("halfway", std::chrono::milliseconds(30));
     }
     return sum;
   });
