@@ -42,6 +42,31 @@ bool eventually(Fn done, std::chrono::seconds limit = 10s) {
   return true;
 }
 
+// A step whose first execution blocks until `release`, once it has signalled `inside`.
+struct BlockedStep {
+  std::latch inside{1};
+  std::latch release{1};
+  std::atomic<int> runs{0};
+};
+
+// Registers a function "blocked" whose one step is `step`, starts the engine, sends it an
+// event, and returns the run's id once the step is blocked inside its body.
+std::string start_blocked_run(Engine& engine, BlockedStep& step) {
+  engine.function({.id = "blocked"}, on_event("test/blocked"), [&step](Context& ctx) {
+    return ctx.step.run("slow", [&step] {
+      if (++step.runs == 1) {
+        step.inside.count_down();
+        step.release.wait();
+      }
+      return 7;
+    });
+  });
+  engine.start();
+  auto event_id = engine.send({.name = "test/blocked"});
+  step.inside.wait();
+  return only_run(engine, event_id).id;
+}
+
 // Advances `clock` by 10 s `times` times; after each, the run's 30 s lease must be renewed
 // to end 30 s after the new time (engines renew every third of the TTL).
 void expect_renewals(ManualClock& clock, const std::string& path, const std::string& run_id, int times) {
@@ -77,21 +102,8 @@ TEST_SUITE("lease") {
     EngineOptions options = engine_options(dir.file("t.db"), clock);
     options.lease_ttl = 30s;
     Engine engine(options);
-    std::latch inside(1), release(1);
-    std::atomic<int> runs_of_step{0};
-    engine.function({.id = "long"}, on_event("test/long"), [&](Context& ctx) {
-      return ctx.step.run("slow", [&] {
-        if (++runs_of_step == 1) {
-          inside.count_down();
-          release.wait();
-        }
-        return 7;
-      });
-    });
-    engine.start();
-    auto event_id = engine.send({.name = "test/long"});
-    inside.wait();
-    std::string run_id = only_run(engine, event_id).id;
+    BlockedStep step;
+    std::string run_id = start_blocked_run(engine, step);
     LeaseRow before = lease_of(dir.file("t.db"), run_id);
 
     // Two minutes pass, ten seconds at a time: four times the TTL.
@@ -101,10 +113,10 @@ TEST_SUITE("lease") {
     CHECK(during.epoch == before.epoch);  // never recovered, never re-claimed
     CHECK(during.owner == before.owner);
 
-    release.count_down();
+    step.release.count_down();
     REQUIRE(engine.drain());
-    CHECK(only_run(engine, event_id).status == RunStatus::completed);
-    CHECK(runs_of_step == 1);
+    CHECK(engine.get_run(run_id)->status == RunStatus::completed);
+    CHECK(step.runs == 1);
   }
 
   TEST_CASE("at start, runs whose lease expired are recovered and replayed from their journal") {
@@ -243,22 +255,12 @@ TEST_SUITE("lease") {
     EngineOptions options = engine_options(dir.file("t.db"), clock);
     options.lease_ttl = 30s;
     Engine engine(options);
-    std::latch inside(1), release(1);
-    engine.function({.id = "slow"}, on_event("test/slow"), [&](Context& ctx) {
-      ctx.step.run("long", [&] {
-        inside.count_down();
-        release.wait();
-        return 1;
-      });
-    });
-    engine.start();
-    auto event_id = engine.send({.name = "test/slow"});
-    inside.wait();
-    std::string run_id = only_run(engine, event_id).id;
+    BlockedStep step;
+    std::string run_id = start_blocked_run(engine, step);
     std::thread stopper([&] { CHECK(engine.stop(20s)); });  // waits for the step
     // Leases must not lapse meanwhile, or another process would start the run a second time.
     expect_renewals(*clock, dir.file("t.db"), run_id, 9);
-    release.count_down();
+    step.release.count_down();
     stopper.join();
   }
 }
