@@ -63,3 +63,35 @@ CREATE TABLE journal (
   recorded_at INTEGER NOT NULL,
   PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
+
+-- version 2
+
+-- The functions each worker process registered when it started, so that an event ingested by
+-- any process (a `durable serve` API process, another worker) starts runs for them.
+CREATE TABLE functions (
+  id            TEXT PRIMARY KEY,
+  name          TEXT NOT NULL,
+  config        TEXT NOT NULL,           -- JSON: triggers, retries, backoff, on_failure (see the API)
+  registered_at INTEGER NOT NULL,
+  registered_by TEXT NOT NULL            -- the worker process (host:pid:random)
+);
+-- Which events start which functions: an exact name, or (prefix = 1) every name that starts
+-- with `event` ("image/" for the trigger "image/*"). Ingest looks the event's name up here.
+CREATE TABLE function_triggers (
+  event       TEXT NOT NULL,
+  prefix      INTEGER NOT NULL,
+  function_id TEXT NOT NULL,
+  PRIMARY KEY (event, function_id)
+) WITHOUT ROWID;
+CREATE INDEX function_triggers_by_function ON function_triggers (function_id);
+
+-- A replay is a new run of the same function and event; it names the run it replays.
+ALTER TABLE runs ADD COLUMN replay_of TEXT;
+CREATE INDEX runs_by_replay_of ON runs (replay_of) WHERE replay_of IS NOT NULL;
+
+-- Listings go newest first (ids are time-ordered ULIDs), filtered by function or status.
+DROP INDEX runs_by_function;
+CREATE INDEX runs_by_function ON runs (function_id, id);
+CREATE INDEX runs_by_status ON runs (status, id);
+-- Retention finds finished runs by age.
+CREATE INDEX runs_finished ON runs (ended_at) WHERE status IN ('completed', 'failed', 'cancelled');

@@ -14,13 +14,18 @@
 
 #include <fmt/format.h>
 
+#include "engine/alert_webhook.hpp"
+#include "engine/api.hpp"
 #include "engine/executor.hpp"
 #include "engine/function_registry.hpp"
 #include "engine/http_server.hpp"
 #include "engine/ids.hpp"
 #include "engine/ingest.hpp"
 #include "engine/log.hpp"
+#include "engine/metrics.hpp"
+#include "engine/retention.hpp"
 #include "engine/run_cache.hpp"
+#include "engine/run_control.hpp"
 #include "engine/scheduler.hpp"
 #include "engine/sqlite_store.hpp"
 
@@ -35,6 +40,19 @@ std::string make_owner_id() {
   char host[256] = {};
   if (gethostname(host, sizeof(host) - 1) != 0) std::snprintf(host, sizeof(host), "unknown");
   return fmt::format("{}:{}:{}", host, getpid(), random_hex(4));
+}
+
+// The configured keys, else those in the environment variable `env`, else one random key,
+// which is printed (a first run works at once, and says how to configure it).
+std::vector<std::string> split_keys(const char* text);
+std::vector<std::string> keys_or_default(std::vector<std::string> keys, const char* env, const char* what) {
+  if (keys.empty()) keys = split_keys(std::getenv(env));
+  if (keys.empty()) {
+    keys.push_back(random_hex(16));
+    std::fprintf(stderr, "durable: no %s configured (ServeOptions or %s); this run accepts the key %s\n", what, env,
+                 keys[0].c_str());
+  }
+  return keys;
 }
 
 std::vector<std::string> split_keys(const char* text) {
@@ -75,19 +93,23 @@ class Engine::Impl {
     if (options_.workers < 1) throw Error("EngineOptions::workers must be at least 1");
     if (options_.lease_ttl < std::chrono::milliseconds(100)) throw Error("EngineOptions::lease_ttl must be at least 100 ms");
     if (options_.poll_interval < std::chrono::milliseconds(1)) throw Error("EngineOptions::poll_interval must be positive");
+    register_alert_webhook(functions_, options_.alert_webhook, clock_);
     store_ = std::make_unique<SqliteStore>(SqliteStoreOptions{.path = options_.database, .durability = options_.durability});
     env_ = std::make_unique<ExecutionEnv>(ExecutionEnv{*store_, *clock_, ids_, functions_,
                                                        [this](TimePoint at, bool sleep) { wake_at(at, sleep); },
-                                                       stopping_, run_cache_});
+                                                       stopping_, run_cache_, metrics_});
     executor_ = std::make_unique<Executor>(*env_, options_.workers, [this] {
       if (Scheduler* s = scheduler_ptr()) s->notify_slot_free();
     });
     ingestor_ = std::make_unique<EventIngestor>(EventIngestor::Options{owner_, options_.lease_ttl}, *store_,
-                                                functions_, ids_, *clock_, *executor_, [this] { notify(); });
+                                                functions_, ids_, *clock_, *executor_, metrics_, [this] { notify(); });
+    control_ = std::make_unique<RunControl>(*store_, *clock_, ids_, metrics_, [this] { notify(); });
+    retention_ = std::make_unique<Retention>(RetentionOptions{.max_age = options_.retention}, *store_, *clock_);
   }
 
   ~Impl() {
     stop(std::chrono::milliseconds(0));
+    retention_.reset();
     // Workers may still be finishing a step, and then call into the scheduler (wake_at,
     // notify): join them first, then drop the scheduler.
     executor_.reset();
@@ -110,12 +132,17 @@ class Engine::Impl {
     if (started_) return;
     if (stopped_) throw Error("the engine was stopped; create a new Engine to start again");
     started_ = true;
+    // Recorded before any claim, so that events ingested by other processes start runs of
+    // these functions from now on.
+    store_->register_functions(functions_.records(owner_, clock_->now()));
     scheduler_ = std::make_unique<Scheduler>(
         SchedulerOptions{owner_, functions_.ids(), options_.lease_ttl, options_.poll_interval,
-                         clock_->advances_by_itself() ? kClaimAhead : std::chrono::milliseconds(0)},
+                         clock_->advances_by_itself() ? kClaimAhead : std::chrono::milliseconds(0),
+                         [this](int n) { metrics_.leases_recovered(n); }},
         *store_, *executor_, *clock_);
     executor_->start();
     scheduler_->start();
+    retention_->start();
     log(LogLevel::info, "engine started",
         {{"database", options_.database}, {"functions", std::to_string(functions_.ids().size())},
          {"workers", std::to_string(options_.workers)}, {"worker_id", owner_}});
@@ -134,17 +161,16 @@ class Engine::Impl {
 
   int listen(ServeOptions options) {
     start();
-    std::vector<std::string> keys = options.event_keys;
-    if (keys.empty()) keys = split_keys(std::getenv("DURABLE_EVENT_KEY"));
-    if (keys.empty()) {
-      keys.push_back(random_hex(16));
-      std::fprintf(stderr, "durable: no event key configured (ServeOptions::event_keys or DURABLE_EVENT_KEY); "
-                           "this run accepts the key %s\n", keys[0].c_str());
-    }
+    HttpKeys keys{keys_or_default(options.event_keys, "DURABLE_EVENT_KEY", "event key"),
+                  keys_or_default(options.api_keys, "DURABLE_API_KEY", "API key")};
     std::lock_guard lock(mu_);
     if (http_) throw Error("the HTTP API is already listening");
     if (stopped_) throw Error("the engine was stopped");
-    auto http = std::make_unique<HttpServer>(options, keys, *ingestor_);
+    api_ = std::make_unique<ApiServices>(ApiServices{
+        *store_, *clock_, *ingestor_, *control_, EventLimits{options.max_event_bytes, options.max_request_bytes},
+        [this] { return metrics_.render(store_->stats(), store_->queue_depth(clock_->now())); },
+        [this](TimePoint cutoff) { return retention_->collect(cutoff); }});
+    auto http = std::make_unique<HttpServer>(options, keys, api_routes(api_.get(), options.metrics_require_api_key));
     int port = http->start();
     http_ = std::move(http);
     log(LogLevel::info, "listening", {{"url", fmt::format("http://{}:{}", options.host, port)}});
@@ -241,12 +267,16 @@ class Engine::Impl {
   bool stopped_ = false;        // guarded by mu_
   bool stop_was_clean_ = true;
   std::unique_ptr<HttpServer> http_;  // guarded by mu_
+  std::unique_ptr<ApiServices> api_;  // guarded by mu_; set with http_, kept after it stops
+  Metrics metrics_;
 
   // Declared in dependency order: destroyed from the bottom up, each before what it uses.
   std::unique_ptr<SqliteStore> store_;
   std::unique_ptr<ExecutionEnv> env_;
   std::unique_ptr<Executor> executor_;
   std::unique_ptr<EventIngestor> ingestor_;
+  std::unique_ptr<RunControl> control_;
+  std::unique_ptr<Retention> retention_;
   std::unique_ptr<Scheduler> scheduler_;  // set once by start() under mu_
 };
 

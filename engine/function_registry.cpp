@@ -102,6 +102,25 @@ void FunctionRegistry::add(FunctionOptions options, std::vector<Trigger> trigger
   }
 }
 
+std::vector<FunctionRecord> FunctionRegistry::records(const std::string& owner, TimePoint now) const {
+  std::vector<FunctionRecord> out;
+  for (const std::string& id : ids_) {
+    const RegisteredFunction& fn = *functions_.at(id);
+    FunctionRecord r{.id = id, .name = fn.options.name, .registered_at = now, .registered_by = owner};
+    for (const Trigger& t : fn.triggers) r.triggers.push_back(t.event);
+    nlohmann::json backoff = nlohmann::json::array();
+    for (auto d : fn.options.backoff.delays) backoff.push_back(d.count());
+    r.config = {{"retries", fn.options.retries},
+                {"backoff_ms", backoff},
+                {"max_jitter_ms", fn.options.backoff.max_jitter.count()},
+                {"on_failure", static_cast<bool>(fn.options.on_failure)},
+                {"failure_handler_of", nullptr}};
+    if (fn.failure_handler) r.config["failure_handler_of"] = id.substr(0, id.size() - kFailureSuffix.size());
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 const RegisteredFunction* FunctionRegistry::find(std::string_view id) const {
   auto it = functions_.find(id);
   return it == functions_.end() ? nullptr : it->second.get();

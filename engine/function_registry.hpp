@@ -9,6 +9,8 @@
 
 #include <durable/function.hpp>
 
+#include "engine/store.hpp"
+
 namespace durable {
 
 struct RegisteredFunction {
@@ -36,6 +38,9 @@ class FunctionRegistry {
 
   // Every registered id, failure handlers included.
   const std::vector<std::string>& ids() const { return ids_; }
+
+  // The functions as the store records them (see FunctionStore), registered by `owner`.
+  std::vector<FunctionRecord> records(const std::string& owner, TimePoint now) const;
 
  private:
   std::map<std::string, std::unique_ptr<RegisteredFunction>, std::less<>> functions_;

@@ -5,33 +5,19 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <cctype>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "engine/log.hpp"
+#include "engine/request_error.hpp"
 #include "engine/thread_name.hpp"
 
 namespace durable {
 
 namespace {
-
-void send_json(httplib::Response& res, int status, const nlohmann::json& body) {
-  res.status = status;
-  res.set_content(body.dump(), "application/json");
-}
-
-void send_error(httplib::Response& res, int status, const std::string& message) {
-  send_json(res, status, {{"error", message}});
-}
-
-// Compares in time that depends only on the lengths, so response timing does not reveal how
-// much of a guessed key was right.
-bool equal_constant_time(const std::string& a, const std::string& b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
 
 std::string default_message(int status, size_t max_request_bytes) {
   switch (status) {
@@ -43,13 +29,55 @@ std::string default_message(int status, size_t max_request_bytes) {
   }
 }
 
+// "/v1/runs/{id}/cancel" -> "/v1/runs/([^/]+)/cancel": httplib routes by regular expression.
+std::string path_regex(const std::string& path) {
+  std::string out;
+  for (size_t i = 0; i < path.size(); ++i) {
+    if (path[i] == '{') {
+      i = path.find('}', i);
+      out += "([^/]+)";
+    } else if (path[i] == '.') {
+      out += "\\.";
+    } else {
+      out += path[i];
+    }
+  }
+  return out;
+}
+
+bool key_in(const std::vector<std::string>& keys, std::string_view key) {
+  bool found = false;
+  for (const auto& k : keys) found |= equal_constant_time(k, key);  // no early exit
+  return found;
+}
+
+// A request's path as logged: POST /e/{key} carries the event key in its path, and no key is
+// ever written to the log.
+std::string loggable_path(const std::string& path) { return path.rfind("/e/", 0) == 0 ? "/e/{key}" : path; }
+
+void send(httplib::Response& res, const HttpResponse& r) {
+  res.status = r.status;
+  res.set_content(r.body, r.content_type.c_str());
+}
+
 }  // namespace
 
-HttpServer::HttpServer(const ServeOptions& options, std::vector<std::string> event_keys, EventIngestor& ingestor)
-    : options_(options), event_keys_(std::move(event_keys)), ingestor_(ingestor), server_(std::make_unique<httplib::Server>()) {
+bool equal_constant_time(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+HttpResponse error_response(int status, const std::string& message) {
+  return HttpResponse{status, nlohmann::json{{"error", message}}.dump()};
+}
+
+HttpServer::HttpServer(const ServeOptions& options, HttpKeys keys, std::vector<Route> routes)
+    : options_(options), keys_(std::move(keys)), server_(std::make_unique<httplib::Server>()) {
   auto& s = *server_;
   // Bodies over the request limit are refused by httplib before they are read (413). The
-  // handler repeats the check for the per-event limit, which needs the parsed JSON.
+  // event handler repeats the check for the per-event limit, which needs the parsed JSON.
   s.set_payload_max_length(options_.max_request_bytes);
   // Answers go out as two writes (headers, then body): without TCP_NODELAY the body waits
   // for the client's delayed ACK, some 40 ms on Linux.
@@ -61,24 +89,33 @@ HttpServer::HttpServer(const ServeOptions& options, std::vector<std::string> eve
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
   });
 
-  s.Get("/health", [](const httplib::Request&, httplib::Response& res) { send_json(res, 200, {{"status", "ok"}}); });
-
-  s.Post(R"(/e/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
-    if (!known_key(req.matches[1].str())) {
-      send_error(res, 401, "unknown event key");
-      return;
+  for (Route& route : routes) {
+    auto handler = [this, access = route.access, fn = std::move(route.handler), method = route.method](
+                       const httplib::Request& req, httplib::Response& res) {
+      HttpRequest request;
+      request.method = method;
+      request.path = req.path;
+      request.body = req.body;
+      for (size_t i = 1; i < req.matches.size(); ++i) request.path_params.push_back(req.matches[i].str());
+      for (const auto& [name, value] : req.params) request.query.emplace(name, value);  // keeps the first
+      request.header = [&req](const char* name) { return req.get_header_value(name); };
+      HttpResponse response;
+      if (authorized(access, request, response)) {
+        try {
+          response = fn(request);
+        } catch (const RequestError& e) {
+          response = error_response(e.status(), e.what());
+        }
+      }
+      send(res, response);
+    };
+    std::string pattern = path_regex(route.path);
+    if (route.method == "GET") {
+      s.Get(pattern, std::move(handler));
+    } else {
+      s.Post(pattern, std::move(handler));
     }
-    try {
-      EventLimits limits{options_.max_event_bytes, options_.max_request_bytes};
-      auto ids = ingestor_.ingest(parse_events(req.body, limits));
-      send_json(res, 200, {{"ids", ids}, {"status", 200}});
-    } catch (const RequestError& e) {
-      send_error(res, e.status(), e.what());
-    }
-  });
-  s.Post(R"(/e/?)", [](const httplib::Request&, httplib::Response& res) {
-    send_error(res, 401, "missing event key: POST /e/{event_key}");
-  });
+  }
 
   s.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
     std::string what = "unknown error";
@@ -88,16 +125,45 @@ HttpServer::HttpServer(const ServeOptions& options, std::vector<std::string> eve
       what = e.what();
     } catch (...) {
     }
-    log(LogLevel::error, "request failed", {{"path", req.path}, {"error", what}});
-    send_error(res, 500, "internal error: " + what);
+    log(LogLevel::error, "request failed", {{"path", loggable_path(req.path)}, {"error", what}});
+    send(res, error_response(500, "internal error: " + what));
   });
   s.set_error_handler([this](const httplib::Request&, httplib::Response& res) {
     // Errors that no handler answered (unknown route, body over the limit): JSON too.
-    if (res.body.empty()) send_error(res, res.status, default_message(res.status, options_.max_request_bytes));
+    if (res.body.empty()) send(res, error_response(res.status, default_message(res.status, options_.max_request_bytes)));
   });
 }
 
 HttpServer::~HttpServer() { stop(); }
+
+bool HttpServer::authorized(Access access, const HttpRequest& request, HttpResponse& response) const {
+  switch (access) {
+    case Access::open:
+      return true;
+    case Access::event_key:
+      if (!request.path_params.empty() && key_in(keys_.event_keys, request.path_params[0])) return true;
+      response = error_response(401, "unknown event key");
+      return false;
+    case Access::api_key: {
+      std::string auth = request.header("Authorization");
+      constexpr std::string_view kBearer = "bearer ";
+      if (auth.empty()) {
+        response = error_response(401, "missing API key: send the header \"Authorization: Bearer <key>\"");
+        return false;
+      }
+      // The scheme is case-insensitive (RFC 9110); the key is not.
+      bool bearer = auth.size() > kBearer.size() &&
+                    std::equal(kBearer.begin(), kBearer.end(), auth.begin(),
+                               [](char a, char b) { return a == std::tolower(static_cast<unsigned char>(b)); });
+      if (!bearer || !key_in(keys_.api_keys, std::string_view(auth).substr(kBearer.size()))) {
+        response = error_response(401, "unknown API key");
+        return false;
+      }
+      return true;
+    }
+  }
+  return false;
+}
 
 int HttpServer::start() {
   int port = options_.port == 0 ? server_->bind_to_any_port(options_.host)
@@ -119,12 +185,6 @@ int HttpServer::start() {
 void HttpServer::stop() {
   if (server_) server_->stop();
   if (thread_.joinable()) thread_.join();
-}
-
-bool HttpServer::known_key(const std::string& key) const {
-  bool found = false;
-  for (const auto& k : event_keys_) found |= equal_constant_time(k, key);  // no early exit
-  return found;
 }
 
 }  // namespace durable

@@ -1,19 +1,20 @@
-// The HTTP API, served by cpp-httplib on its own threads:
-//   POST /e/{event_key}  Inngest's event API: one event or an array -> {"ids":[...],"status":200}
-//   GET  /health         liveness, without a key
-// Every error answers a JSON body {"error": "..."} with its status. docs/event-api.md has the
-// contract.
+// The HTTP server: cpp-httplib on its own threads, serving a table of routes. Each route says
+// who may call it (anyone, holders of an event key in the path, holders of an API key in
+// `Authorization: Bearer`), and the server checks that before the handler runs. Handlers see
+// plain HttpRequest/HttpResponse values, so httplib stays inside http_server.cpp. Every error
+// answers a JSON body {"error": "..."} with its status.
 #pragma once
 
 #include <atomic>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include <durable/engine.hpp>
-
-#include "engine/ingest.hpp"
 
 namespace httplib {
 class Server;
@@ -21,10 +22,45 @@ class Server;
 
 namespace durable {
 
+struct HttpRequest {
+  std::string method;
+  std::string path;
+  std::string body;
+  std::vector<std::string> path_params;       // the {name} parts of the route's path, in order
+  std::map<std::string, std::string> query;   // the first value of each query parameter
+  std::function<std::string(const char*)> header;  // a header's value, "" when absent
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+};
+
+// Handlers may throw RequestError (answered with its status) or any std::exception (500).
+using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+
+enum class Access {
+  open,       // no credentials
+  event_key,  // the route's first path parameter is an event key
+  api_key,    // Authorization: Bearer <API key>
+};
+
+struct Route {
+  std::string method;  // GET or POST
+  std::string path;    // e.g. "/v1/runs/{id}/cancel"
+  Access access;
+  HttpHandler handler;
+};
+
+struct HttpKeys {
+  std::vector<std::string> event_keys;  // must not be empty if a route needs one
+  std::vector<std::string> api_keys;    // must not be empty if a route needs one
+};
+
 class HttpServer {
  public:
-  // `event_keys` must not be empty.
-  HttpServer(const ServeOptions& options, std::vector<std::string> event_keys, EventIngestor& ingestor);
+  HttpServer(const ServeOptions& options, HttpKeys keys, std::vector<Route> routes);
   // Stops (see stop()).
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
@@ -37,14 +73,21 @@ class HttpServer {
   void stop();
 
  private:
-  bool known_key(const std::string& key) const;
+  // Answers 401 (and returns false) unless the request carries the credentials `access` needs.
+  bool authorized(Access access, const HttpRequest& request, HttpResponse& response) const;
 
   ServeOptions options_;
-  std::vector<std::string> event_keys_;
-  EventIngestor& ingestor_;
+  HttpKeys keys_;
   std::unique_ptr<httplib::Server> server_;
   std::atomic<bool> listen_returned_{false};
   std::thread thread_;
 };
+
+// Compares in time that depends only on the lengths, so response timing does not reveal how
+// much of a guessed key was right.
+bool equal_constant_time(std::string_view a, std::string_view b);
+
+// {"error": message} with `status`.
+HttpResponse error_response(int status, const std::string& message);
 
 }  // namespace durable

@@ -1,9 +1,25 @@
 #include "engine/ids.hpp"
 
+#include <algorithm>
+
 namespace durable {
 
 namespace {
+
 constexpr char kAlphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+}  // namespace
+
+// 128 bits as 26 base-32 digits: the first digit holds the top 3 bits.
+std::string encode_id(const std::array<uint8_t, 16>& bytes) {
+  std::string out(26, '0');
+  unsigned __int128 v = 0;
+  for (uint8_t b : bytes) v = (v << 8) | b;
+  for (int i = 25; i >= 0; --i) {
+    out[i] = kAlphabet[static_cast<unsigned>(v & 31)];
+    v >>= 5;
+  }
+  return out;
 }
 
 IdGenerator::IdGenerator() {
@@ -34,15 +50,14 @@ std::string IdGenerator::next(TimePoint now) {
     for (int i = 0; i < 6; ++i) bytes[i] = static_cast<uint8_t>(ms >> (8 * (5 - i)));
     for (int i = 0; i < 10; ++i) bytes[6 + i] = random_[i];
   }
-  // 128 bits as 26 base-32 digits: the first digit holds the top 3 bits.
-  std::string out(26, '0');
-  unsigned __int128 v = 0;
-  for (uint8_t b : bytes) v = (v << 8) | b;
-  for (int i = 25; i >= 0; --i) {
-    out[i] = kAlphabet[static_cast<unsigned>(v & 31)];
-    v >>= 5;
-  }
-  return out;
+  return encode_id(bytes);
+}
+
+std::string id_floor(TimePoint t) {
+  std::array<uint8_t, 16> bytes{};
+  int64_t ms = std::max<int64_t>(0, to_millis(t));
+  for (int i = 0; i < 6; ++i) bytes[i] = static_cast<uint8_t>(ms >> (8 * (5 - i)));
+  return encode_id(bytes);
 }
 
 std::string random_hex(size_t bytes) {

@@ -27,6 +27,14 @@ class IdGenerator {
   std::array<uint8_t, 10> random_{};    // guarded by mu_: the last id's random part
 };
 
+// The id spelled by a ULID's 16 bytes: the 48-bit millisecond timestamp (big-endian), then the
+// 80-bit random part.
+std::string encode_id(const std::array<uint8_t, 16>& bytes);
+
+// The smallest id of millisecond `t`: every id made at `t` or later sorts at or after it, every
+// id made earlier sorts before it. Turns a time range into an id range.
+std::string id_floor(TimePoint t);
+
 // A random hex string of `bytes` bytes from std::random_device (keys, worker ids).
 std::string random_hex(size_t bytes);
 

@@ -1,7 +1,11 @@
 #include "engine/ingest.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include "engine/event_id_seed.hpp"
 
 namespace durable {
 
@@ -108,23 +112,26 @@ std::vector<Event> parse_events(std::string_view body, const EventLimits& limits
 }
 
 EventIngestor::EventIngestor(Options options, Store& store, const FunctionRegistry& functions, IdGenerator& ids,
-                             Clock& clock, Executor& executor, std::function<void()> notify)
+                             Clock& clock, Executor& executor, Metrics& metrics, std::function<void()> notify)
     : options_(std::move(options)),
       store_(store),
       functions_(functions),
       ids_(ids),
       clock_(clock),
       executor_(executor),
+      metrics_(metrics),
       notify_(std::move(notify)) {}
 
-std::vector<std::string> EventIngestor::ingest(std::vector<Event> events) {
+std::vector<std::string> EventIngestor::ingest(std::vector<Event> events, std::string_view id_seed) {
   TimePoint now = clock_.now();
+  std::optional<std::vector<std::string>> seeded;
+  if (!id_seed.empty()) seeded = event_ids_from_seed(id_seed, events.size());
   std::vector<IngestStore::Item> items;
   items.reserve(events.size());
   int run_count = 0;
   for (Event& e : events) {
     if (e.ts == TimePoint{}) e.ts = now;
-    IngestStore::Item item{ids_.next(now), std::move(e), {}};
+    IngestStore::Item item{seeded ? (*seeded)[items.size()] : ids_.next(now), std::move(e), {}};
     for (const RegisteredFunction* fn : functions_.match(item.event.name)) {
       item.runs.push_back(NewRun{.id = ids_.next(now), .function_id = fn->options.id, .event_id = item.event_id});
       ++run_count;
@@ -157,7 +164,7 @@ std::vector<std::string> EventIngestor::ingest(std::vector<Event> events) {
   bool queued = false;
   for (size_t i = 0; i < items.size(); ++i) {
     ids.push_back(items[i].event_id);
-    if (outcomes[i] == IngestStore::Outcome::duplicate) continue;
+    if (outcomes[i] != IngestStore::Outcome::accepted) continue;
     std::shared_ptr<const Event> event;
     for (auto& run : items[i].runs) {
       if (run.lease) {
@@ -172,6 +179,9 @@ std::vector<std::string> EventIngestor::ingest(std::vector<Event> events) {
   executor_.submit_reserved(std::move(leased));
   if (unused > 0) executor_.unreserve(unused);
   if (queued) notify_();
+  metrics_.events_ingested(static_cast<size_t>(std::count_if(outcomes.begin(), outcomes.end(), [](IngestStore::Outcome o) {
+    return o != IngestStore::Outcome::already_stored;
+  })));
   return ids;
 }
 

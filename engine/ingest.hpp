@@ -15,19 +15,11 @@
 #include "engine/executor.hpp"
 #include "engine/function_registry.hpp"
 #include "engine/ids.hpp"
+#include "engine/metrics.hpp"
+#include "engine/request_error.hpp"
 #include "engine/store.hpp"
 
 namespace durable {
-
-// A request the caller must fix. `status` is the HTTP status that says so (400, 413).
-class RequestError : public Error {
- public:
-  RequestError(int status, const std::string& message) : Error(message), status_(status) {}
-  int status() const { return status_; }
-
- private:
-  int status_;
-};
 
 // How deeply the JSON of a request may nest (objects and arrays).
 constexpr int kMaxJsonDepth = 100;
@@ -58,12 +50,15 @@ class EventIngestor {
 
   // `notify` tells the scheduler that queued runs were created.
   EventIngestor(Options options, Store& store, const FunctionRegistry& functions, IdGenerator& ids,
-                Clock& clock, Executor& executor, std::function<void()> notify);
+                Clock& clock, Executor& executor, Metrics& metrics, std::function<void()> notify);
 
   // Stores valid `events` with the runs they start (one durable transaction) and returns
   // their ids in order. Runs that a free worker can take are created already claimed by this
-  // process and start without another commit. Throws StoreError. Thread-safe.
-  std::vector<std::string> ingest(std::vector<Event> events);
+  // process and start without another commit. `id_seed`: an Inngest SDK's
+  // x-inngest-event-id-seed header; the ids derive from it, and a request whose ids are
+  // already stored (the SDK retried it) changes nothing and gets the same answer. Throws
+  // StoreError. Thread-safe.
+  std::vector<std::string> ingest(std::vector<Event> events, std::string_view id_seed = {});
 
  private:
   Options options_;
@@ -72,6 +67,7 @@ class EventIngestor {
   IdGenerator& ids_;
   Clock& clock_;
   Executor& executor_;
+  Metrics& metrics_;
   std::function<void()> notify_;
 };
 

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <mutex>
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -14,6 +15,9 @@ namespace durable {
 namespace {
 
 std::atomic<LogLevel> g_level{LogLevel::info};
+
+std::mutex g_sink_mu;
+std::function<void(std::string_view)> g_sink;  // guarded by g_sink_mu; empty: stderr
 
 constexpr std::string_view kNames[] = {"debug", "info", "warn", "error", "off"};
 
@@ -71,9 +75,19 @@ void log(LogLevel level, std::string_view message, std::initializer_list<LogFiel
     line += '=';
     append_value(line, value);
   }
+  std::lock_guard lock(g_sink_mu);
+  if (g_sink) {
+    g_sink(line);
+    return;
+  }
   line += '\n';
   // One fwrite per line: stdio locks the stream for the call, so lines never interleave.
   std::fwrite(line.data(), 1, line.size(), stderr);
+}
+
+void set_log_sink(std::function<void(std::string_view line)> sink) {
+  std::lock_guard lock(g_sink_mu);
+  g_sink = std::move(sink);
 }
 
 }  // namespace durable

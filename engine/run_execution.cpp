@@ -100,6 +100,7 @@ bool RunExecution::load() {
     return false;
   }
   next_seq_ = static_cast<int64_t>(journal_.size());
+  bool finished = false;
   for (const JournalEntry& e : journal_) {
     switch (e.kind) {
       case JournalKind::run_started:
@@ -123,12 +124,27 @@ bool RunExecution::load() {
         break;
       case JournalKind::run_completed:
       case JournalKind::run_failed:
-        log(LogLevel::error, "claimed run has already finished", {{"run", claim_.run_id}});
-        return false;
+      case JournalKind::run_cancelled:
+        finished = true;
+        break;
+      case JournalKind::run_resumed:
+        // An operator resumed the run after fixing what made it fail: memoized steps stay,
+        // and the step (or body) that failed gets a fresh set of attempts.
+        finished = false;
+        final_errors_.clear();
+        failed_attempts_.clear();
+        body_failures_ = 0;
+        break;
     }
   }
-  if (next_seq_ == 1 && claim_.attempt == 0) {
+  if (finished) {
+    log(LogLevel::error, "claimed run has already finished", {{"run", claim_.run_id}});
+    return false;
+  }
+  // A replay starts with the steps it copied from the original run.
+  if (next_seq_ == 1 + started_payload_.value("copied", 0) && claim_.attempt == 0) {
     log(LogLevel::info, "run started", {{"run", claim_.run_id}, {"function", claim_.function_id}});
+    env_.metrics.run_started(claim_.function_id);
   }
   return true;
 }
@@ -205,8 +221,14 @@ StepStart RunExecution::begin_step(std::string_view id) {
   if (auto it = final_errors_.find(key); it != final_errors_.end()) {
     throw StepError(key, it->second.value("name", ""), it->second.value("message", ""));
   }
+  confirm_lease();
   step_started_at_[key] = env_.clock.now();
+  step_began_ = std::chrono::steady_clock::now();
   return StepStart{std::move(key), nullptr};
+}
+
+void RunExecution::count_step(std::string_view outcome) {
+  env_.metrics.step_finished(claim_.function_id, outcome, std::chrono::steady_clock::now() - step_began_);
 }
 
 void RunExecution::complete_step(const StepStart& start, nlohmann::json output) {
@@ -222,11 +244,36 @@ void RunExecution::complete_step(const StepStart& start, nlohmann::json output) 
   // steps is deterministic and has no side effects, by the rules of durable functions). So
   // the entry waits for the next commit: the next step's begin_step() (flush), or the one
   // that records how this execution ends, which a last step thereby shares.
+  count_step("completed");
   pending_.push_back(JournalEntry{.kind = JournalKind::step_completed,
                                   .step_key = start.key,
                                   .payload = to_json_text(output),
                                   .started_at = step_started_at_[start.key],
                                   .recorded_at = env_.clock.now()});
+}
+
+void RunExecution::confirm_lease() {
+  // Until this execution has committed, nothing has checked that the run is still ours: it
+  // may have been cancelled (or taken over) while it waited in the queue or replayed its
+  // memoized steps. A step body must not start then. Once a commit succeeded, the next one
+  // (made before the next body starts, see flush) checks it again.
+  if (lease_confirmed_) return;
+  bool ours = false;
+  try {
+    ours = env_.store.holds_lease(claim_.run_id, claim_.lease_epoch);
+  } catch (const StoreError& e) {
+    state_ = State::abandoned;
+    log(LogLevel::error, "execution abandoned after a store failure; lease recovery will replay the run",
+        {{"run", claim_.run_id}, {"function", claim_.function_id}, {"error", e.what()}});
+    throw Suspend{};
+  }
+  if (!ours) {
+    state_ = State::fenced;
+    log(LogLevel::info, "run no longer held (cancelled or taken over); its next step does not start",
+        {{"run", claim_.run_id}, {"function", claim_.function_id}});
+    throw Suspend{};
+  }
+  lease_confirmed_ = true;
 }
 
 void RunExecution::flush() {
@@ -243,11 +290,13 @@ void RunExecution::fail_step(const StepStart& start, std::exception_ptr error) {
                  .step_key = start.key,
                  .attempt = attempt,
                  .started_at = step_started_at_[start.key]};
+  count_step(final ? "failed" : "retried");
   if (final) {
     e.payload = to_json_text({{"error", err}, {"final", true}});
     if (!append({std::move(e)})) throw Suspend{};
     log(LogLevel::warn, "step failed for good",
-        {{"run", claim_.run_id}, {"step", start.key}, {"attempt", std::to_string(attempt)}, {"error", info.message}});
+        {{"run", claim_.run_id}, {"function", claim_.function_id}, {"step", start.key},
+         {"attempt", std::to_string(attempt)}, {"error", info.message}});
     final_errors_[start.key] = err;
     throw StepError(start.key, info.name, info.message);
   }
@@ -256,7 +305,7 @@ void RunExecution::fail_step(const StepStart& start, std::exception_ptr error) {
                                                                   : next_attempt_at(function_->options.backoff, attempt, now);
   e.payload = to_json_text({{"error", err}, {"retry_at", to_millis(retry_at)}});
   log(LogLevel::warn, "step failed; retrying",
-      {{"run", claim_.run_id}, {"step", start.key}, {"attempt", std::to_string(attempt)},
+      {{"run", claim_.run_id}, {"function", claim_.function_id}, {"step", start.key}, {"attempt", std::to_string(attempt)},
        {"retry_in_ms", std::to_string((retry_at - now).count())}, {"error", info.message}});
   suspend_until({std::move(e)}, RunStatus::queued, retry_at, attempt + 1);
 }
@@ -295,7 +344,7 @@ void RunExecution::sleep_to(const std::string& key, TimePoint requested) {
 }
 
 bool RunExecution::append(std::vector<JournalEntry> entries, std::optional<RunTransition> transition,
-                          std::vector<NewRun> new_runs) {
+                          std::vector<NewRun> new_runs, std::vector<IngestStore::Item> new_events) {
   if (!pending_.empty()) {
     entries.insert(entries.begin(), std::make_move_iterator(pending_.begin()), std::make_move_iterator(pending_.end()));
     pending_.clear();
@@ -311,6 +360,7 @@ bool RunExecution::append(std::vector<JournalEntry> entries, std::optional<RunTr
   c.entries = std::move(entries);
   c.transition = std::move(transition);
   c.new_runs = std::move(new_runs);
+  c.new_events = std::move(new_events);
   JournalStore::CommitResult result;
   try {
     result = env_.store.commit(c);
@@ -324,11 +374,12 @@ bool RunExecution::append(std::vector<JournalEntry> entries, std::optional<RunTr
   }
   if (result == JournalStore::CommitResult::lease_lost) {
     state_ = State::fenced;
-    log(LogLevel::warn, "lease lost: another worker owns the run now; this execution stops",
+    log(LogLevel::warn, "commit refused: the run was cancelled, or another worker owns it now; this execution stops",
         {{"run", claim_.run_id}, {"epoch", std::to_string(claim_.lease_epoch)}});
     return false;
   }
   next_seq_ += static_cast<int64_t>(c.entries.size());
+  lease_confirmed_ = true;
   journal_.insert(journal_.end(), std::make_move_iterator(c.entries.begin()), std::make_move_iterator(c.entries.end()));
   return true;
 }
@@ -345,17 +396,49 @@ void RunExecution::suspend_until(std::vector<JournalEntry> entries, RunStatus st
   throw Suspend{};
 }
 
+std::vector<IngestStore::Item> RunExecution::lifecycle_events(const char* status, const char* result_field,
+                                                             const nlohmann::json& result) {
+  std::vector<IngestStore::Item> items;
+  if (event_->name.rfind("durable/function.", 0) == 0) return items;  // see kFunctionFinishedEvent
+  TimePoint now = env_.clock.now();
+  nlohmann::json data{{"run_id", claim_.run_id},
+                      {"function_id", claim_.function_id},
+                      {"event", {{"id", claim_.event_id}, {"name", event_->name}}},
+                      {"status", status},
+                      {result_field, result}};
+  items.push_back(IngestStore::Item{env_.ids.next(now), Event{.name = kFunctionFinishedEvent, .data = data, .ts = now}, {}});
+  if (std::string_view(status) == "failed") {
+    items.push_back(IngestStore::Item{env_.ids.next(now), Event{.name = kFunctionFailedEvent, .data = data, .ts = now}, {}});
+  }
+  return items;
+}
+
+void RunExecution::wake_lifecycle_subscribers(const std::vector<IngestStore::Item>& events) {
+  // Runs of other processes' functions are found by their polling; ours need a wake-up.
+  for (const auto& item : events) {
+    if (!env_.functions.match(item.event.name).empty()) {
+      env_.wake_at(env_.clock.now(), false);
+      return;
+    }
+  }
+}
+
 void RunExecution::complete_run(const nlohmann::json& output) {
   std::string text = to_json_text(output);
   JournalEntry e{.kind = JournalKind::run_completed, .payload = text};
-  if (!append({std::move(e)}, RunTransition{.status = RunStatus::completed,
-                                            .available_at = env_.clock.now(),
-                                            .attempt = claim_.attempt,
-                                            .output = text})) {
+  auto events = lifecycle_events("completed", "output", output);
+  if (!append({std::move(e)},
+              RunTransition{.status = RunStatus::completed,
+                            .available_at = env_.clock.now(),
+                            .attempt = claim_.attempt,
+                            .output = text},
+              {}, events)) {
     return;
   }
   state_ = State::finished;
   log(LogLevel::info, "run completed", {{"run", claim_.run_id}, {"function", claim_.function_id}});
+  env_.metrics.run_finished(claim_.function_id, RunStatus::completed);
+  wake_lifecycle_subscribers(events);
 }
 
 void RunExecution::fail_run(const ErrorInfo& error, const std::string& step_key,
@@ -374,18 +457,21 @@ void RunExecution::fail_run(const ErrorInfo& error, const std::string& step_key,
                               .started_payload = to_json_text({{"failure", failure}})});
   }
   bool has_handler = !new_runs.empty();
+  auto events = lifecycle_events("failed", "error", err);
   if (!append(std::move(entries),
               RunTransition{.status = RunStatus::failed,
                             .available_at = env_.clock.now(),
                             .attempt = claim_.attempt,
                             .error = text},
-              std::move(new_runs))) {
+              std::move(new_runs), events)) {
     return;
   }
   state_ = State::finished;
+  env_.metrics.run_finished(claim_.function_id, RunStatus::failed);
   log(LogLevel::error, "run failed",
       {{"run", claim_.run_id}, {"function", claim_.function_id}, {"step", step_key}, {"error", error.message}});
   if (has_handler) env_.wake_at(env_.clock.now(), false);
+  wake_lifecycle_subscribers(events);
 }
 
 void RunExecution::retry_body(const ErrorInfo& error) {
@@ -402,7 +488,7 @@ void RunExecution::retry_body(const ErrorInfo& error) {
                                                                    : next_attempt_at(function_->options.backoff, attempt, now);
   e.payload = to_json_text({{"error", error_json(error)}, {"retry_at", to_millis(retry_at)}});
   log(LogLevel::warn, "function threw outside a step; retrying",
-      {{"run", claim_.run_id}, {"attempt", std::to_string(attempt)}, {"error", error.message}});
+      {{"run", claim_.run_id}, {"function", claim_.function_id}, {"attempt", std::to_string(attempt)}, {"error", error.message}});
   try {
     suspend_until({std::move(e)}, RunStatus::queued, retry_at, attempt + 1);
   } catch (const Suspend&) {

@@ -17,6 +17,7 @@
 #include "engine/function_registry.hpp"
 #include "engine/ids.hpp"
 #include "engine/retry_policy.hpp"
+#include "engine/metrics.hpp"
 #include "engine/run_cache.hpp"
 #include "engine/store.hpp"
 
@@ -32,6 +33,7 @@ struct ExecutionEnv {
   std::function<void(TimePoint, bool)> wake_at;
   const std::atomic<bool>& stopping;       // the engine is stopping: start no new step
   RunCache& cache;                         // journals of runs suspended by this process
+  Metrics& metrics;
 };
 
 class RunExecution final : public Runtime {
@@ -67,12 +69,21 @@ class RunExecution final : public Runtime {
   void check_can_continue();
   // Commits the pending entries, if any. Throws Suspend if the commit is refused.
   void flush();
+  // Throws Suspend unless the run is still held under our lease epoch, checked once per
+  // execution before its first step body when nothing was committed yet.
+  void confirm_lease();
   // Commits the pending entries, then `entries` (numbering them all), with `transition`.
   // Returns false, and sets fenced or abandoned, if the commit was refused or failed: the
   // execution must then stop. Never throws for a store failure: user code must not see one
   // (it would count as the function's own error).
   bool append(std::vector<JournalEntry> entries, std::optional<RunTransition> transition = std::nullopt,
-              std::vector<NewRun> new_runs = {});
+              std::vector<NewRun> new_runs = {}, std::vector<IngestStore::Item> new_events = {});
+  // The lifecycle events of this run ending with `status` (see kFunctionFinishedEvent), with
+  // `result` as their `result_field` ("output" or "error").
+  std::vector<IngestStore::Item> lifecycle_events(const char* status, const char* result_field,
+                                                  const nlohmann::json& result);
+  // Wakes the scheduler if functions of this process trigger on `events`.
+  void wake_lifecycle_subscribers(const std::vector<IngestStore::Item>& events);
   // Commits `entries` with a transition to `status` due `at`, asks for a wake-up then, and
   // throws Suspend. Throws Suspend without waking anyone if the commit is refused.
   [[noreturn]] void suspend_until(std::vector<JournalEntry> entries, RunStatus status, TimePoint at, int attempt);
@@ -86,6 +97,7 @@ class RunExecution final : public Runtime {
   const ClaimedRun claim_;
   const RegisteredFunction* function_ = nullptr;
   State state_ = State::running;
+  bool lease_confirmed_ = false;  // a commit or a check showed the run is ours (see confirm_lease)
   int64_t next_seq_ = 0;
   std::vector<JournalEntry> journal_;   // as loaded, plus every entry this execution committed
   std::shared_ptr<const Event> event_;  // the event that started the run
@@ -106,6 +118,9 @@ class RunExecution final : public Runtime {
   std::unordered_map<std::string, StepKind> kinds_;
   std::unordered_set<std::string> used_keys_;
   std::unordered_map<std::string, TimePoint> step_started_at_;     // keys being run now
+  std::chrono::steady_clock::time_point step_began_;               // the body running now, for metrics
+  // The step body now running ended this way (see Metrics::step_finished).
+  void count_step(std::string_view outcome);
 };
 
 }  // namespace durable

@@ -143,10 +143,12 @@ TimePoint Scheduler::run_due_work(TimePoint now) {
 
   bool poll = false;
   if (now >= next_recovery_) {
-    int recovered = store_.recover_expired_leases(now);
-    if (recovered > 0) {
-      log(LogLevel::warn, "recovered runs whose lease expired", {{"runs", std::to_string(recovered)}});
+    auto recovered = store_.recover_expired_leases(now);
+    for (const auto& r : recovered) {
+      log(LogLevel::warn, "lease recovered: the run's worker stopped renewing it; the run will be replayed",
+          {{"run", r.run_id}, {"function", r.function_id}});
     }
+    if (!recovered.empty() && options_.on_recovered) options_.on_recovered(static_cast<int>(recovered.size()));
     next_recovery_ = now + ttl / 2;
     poll = true;
   }

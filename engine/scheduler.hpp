@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <cstdint>
 #include <mutex>
 #include <queue>
@@ -30,6 +31,8 @@ struct SchedulerOptions {
   // it does, so that the claim's commit and the journal read are done by then. 0 with a
   // clock that does not advance by itself.
   std::chrono::milliseconds claim_ahead{0};
+  // Told how many runs each lease recovery took back (for metrics).
+  std::function<void(int)> on_recovered;
 };
 
 class Scheduler {

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/group_commit.hpp"
+#include "engine/ids.hpp"
 #include "engine/json_text.hpp"
 #include "engine/schema.hpp"
 #include "engine/sqlite.hpp"
@@ -22,7 +23,7 @@ namespace {
 
 constexpr const char* kJournalKinds[] = {"run_started", "step_completed", "step_failed",
                                          "sleep_scheduled", "body_failed", "run_completed",
-                                         "run_failed"};
+                                         "run_failed",  "run_cancelled",  "run_resumed"};
 
 std::string json_list(const std::vector<std::string>& items) { return nlohmann::json(items).dump(); }
 
@@ -52,8 +53,8 @@ void insert_entry(SqliteDb& db, std::string_view run_id, const JournalEntry& e) 
 void insert_run(SqliteDb& db, const NewRun& run, TimePoint now) {
   auto& s = db.cached(
       "INSERT INTO runs (id, function_id, event_id, status, available_at, lease_owner, lease_epoch, "
-      "lease_expires_at, created_at, started_at) "
-      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      "lease_expires_at, created_at, started_at, replay_of) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   s.bind(1, run.id).bind(2, run.function_id).bind(3, run.event_id);
   s.bind(5, to_millis(now)).bind(9, to_millis(now));
   if (run.lease) {
@@ -62,15 +63,87 @@ void insert_run(SqliteDb& db, const NewRun& run, TimePoint now) {
   } else {
     s.bind(4, "queued").bind_null(6).bind(7, 0).bind_null(8).bind_null(10);
   }
+  if (run.replay_of.empty()) {
+    s.bind_null(11);
+  } else {
+    s.bind(11, run.replay_of);
+  }
   s.exec();
   insert_entry(db, run.id,
                JournalEntry{.seq = 0, .kind = JournalKind::run_started, .payload = run.started_payload,
                             .recorded_at = now});
+  for (size_t i = 0; i < run.entries.size(); ++i) {
+    JournalEntry e = run.entries[i];
+    e.seq = static_cast<int64_t>(i) + 1;
+    if (e.recorded_at == TimePoint{}) e.recorded_at = now;
+    insert_entry(db, run.id, e);
+  }
 }
+
+// The recorded functions whose triggers match `event_name`: exact names through the primary
+// key, wildcards ("prefix/*", stored as the prefix) by comparing the few of them.
+std::vector<std::string> functions_triggered_by(SqliteDb& db, const std::string& event_name) {
+  std::vector<std::string> ids;
+  StatementScope s(db.cached(
+      "SELECT function_id FROM function_triggers WHERE event = ?1 AND prefix = 0 "
+      "UNION SELECT function_id FROM function_triggers WHERE prefix = 1 "
+      "AND length(?1) > length(event) AND substr(?1, 1, length(event)) = event"));
+  s->bind(1, event_name);
+  while (s->step()) ids.push_back(s->get_text(0));
+  return ids;
+}
+
+// The WHERE conditions of a run filter, each starting with AND; their values are appended
+// to `binds` in order.
+std::string run_filter_sql(const RunFilter& f, std::vector<std::string>& binds) {
+  std::string sql;
+  if (!f.statuses.empty()) {
+    std::vector<std::string> names;
+    for (RunStatus st : f.statuses) names.emplace_back(to_string(st));
+    sql += " AND status IN (SELECT value FROM json_each(?))";
+    binds.push_back(json_list(names));
+  }
+  if (!f.function_id.empty()) {
+    sql += " AND function_id = ?";
+    binds.push_back(f.function_id);
+  }
+  if (!f.event_id.empty()) {
+    sql += " AND event_id = ?";
+    binds.push_back(f.event_id);
+  }
+  // Ids are ULIDs that start with their creation time, so a time range is an id range, which
+  // the indexes ending in id serve.
+  if (f.created_after) {
+    sql += " AND id >= ?";
+    binds.push_back(id_floor(*f.created_after));
+  }
+  if (f.created_before) {
+    sql += " AND id < ?";
+    binds.push_back(id_floor(*f.created_before));
+  }
+  return sql;
+}
+
+StoredEvent read_event(const Statement& s, int first_col) {
+  StoredEvent e;
+  int c = first_col;
+  e.id = s.get_text(c++);
+  e.event.name = s.get_text(c++);
+  e.event.data = nlohmann::json::parse(s.get_text(c++));
+  e.event.user = nlohmann::json::parse(s.get_text(c++));
+  e.event.ts = from_millis(s.get_int(c++));
+  e.event.v = s.get_optional_text(c++).value_or("");
+  e.event.id = s.get_optional_text(c++).value_or("");
+  e.duplicate = s.get_int(c++) != 0;
+  e.received_at = from_millis(s.get_int(c++));
+  return e;
+}
+
+constexpr const char* kEventColumns = "id, name, data, user_data, ts, v, dedup_key, duplicate, received_at";
 
 constexpr const char* kRunColumns =
     "id, function_id, event_id, status, attempt, output, error, created_at, started_at, ended_at, "
-    "available_at";
+    "available_at, replay_of";
 
 Run read_run(const Statement& s) {
   Run r;
@@ -85,6 +158,7 @@ Run read_run(const Statement& s) {
   if (!s.is_null(8)) r.started_at = from_millis(s.get_int(8));
   if (!s.is_null(9)) r.ended_at = from_millis(s.get_int(9));
   r.available_at = from_millis(s.get_int(10));
+  r.replay_of = s.get_optional_text(11).value_or("");
   return r;
 }
 
@@ -192,49 +266,49 @@ std::vector<IngestStore::Outcome> SqliteStore::ingest(const std::vector<Item>& i
   std::vector<Outcome> outcomes;
   writer_->write([&](SqliteDb& db) {
     outcomes.clear();
-    for (const Item& item : items) {
-      bool duplicate = false;
-      if (!item.event.id.empty()) {
-        StatementScope seen(db.cached(
-            "SELECT 1 FROM events WHERE dedup_key = ? AND received_at > ? AND duplicate = 0 LIMIT 1"));
-        seen->bind(1, item.event.id).bind(2, to_millis(now - dedup_window));
-        duplicate = seen->step();
-      }
-      auto& s = db.cached(
-          "INSERT INTO events (id, name, data, user_data, ts, v, dedup_key, duplicate, received_at) "
-          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
-      s.bind(1, item.event_id).bind(2, item.event.name).bind(3, to_json_text(item.event.data));
-      s.bind(4, to_json_text(item.event.user)).bind(5, to_millis(item.event.ts));
-      s.bind(6, item.event.v.empty() ? std::nullopt : std::optional<std::string>(item.event.v));
-      s.bind(7, item.event.id.empty() ? std::nullopt : std::optional<std::string>(item.event.id));
-      s.bind(8, duplicate ? 1 : 0).bind(9, to_millis(now));
-      s.exec();
-      if (!duplicate) {
-        for (const NewRun& run : item.runs) insert_run(db, run, now);
-      }
-      outcomes.push_back(duplicate ? Outcome::duplicate : Outcome::accepted);
-    }
+    for (const Item& item : items) outcomes.push_back(insert_event(db, item, now, dedup_window));
   });
   return outcomes;
 }
 
+IngestStore::Outcome SqliteStore::insert_event(SqliteDb& db, const Item& item, TimePoint now,
+                                               std::chrono::milliseconds dedup_window) {
+  bool duplicate = false;
+  if (!item.event.id.empty()) {
+    StatementScope seen(db.cached(
+        "SELECT 1 FROM events WHERE dedup_key = ? AND received_at > ? AND duplicate = 0 LIMIT 1"));
+    seen->bind(1, item.event.id).bind(2, to_millis(now - dedup_window));
+    duplicate = seen->step();
+  }
+  // An event id given by the sender (a retried send with the same id seed) that is already
+  // stored: the first send's event and runs stand.
+  auto& s = db.cached(
+      "INSERT INTO events (id, name, data, user_data, ts, v, dedup_key, duplicate, received_at) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING");
+  s.bind(1, item.event_id).bind(2, item.event.name).bind(3, to_json_text(item.event.data));
+  s.bind(4, to_json_text(item.event.user)).bind(5, to_millis(item.event.ts));
+  s.bind(6, item.event.v.empty() ? std::nullopt : std::optional<std::string>(item.event.v));
+  s.bind(7, item.event.id.empty() ? std::nullopt : std::optional<std::string>(item.event.id));
+  s.bind(8, duplicate ? 1 : 0).bind(9, to_millis(now));
+  if (s.exec() == 0) return Outcome::already_stored;
+  if (duplicate) return Outcome::duplicate;
+  for (const NewRun& run : item.runs) insert_run(db, run, now);
+  // Functions recorded by other processes (or not matched by the caller) get queued runs.
+  for (const std::string& function_id : functions_triggered_by(db, item.event.name)) {
+    bool started = std::any_of(item.runs.begin(), item.runs.end(),
+                               [&](const NewRun& r) { return r.function_id == function_id; });
+    if (!started) insert_run(db, NewRun{.id = ids_.next(now), .function_id = function_id, .event_id = item.event_id}, now);
+  }
+  return Outcome::accepted;
+}
+
 std::optional<StoredEvent> SqliteStore::find_event(std::string_view event_id) {
+  static const std::string sql = std::string("SELECT ") + kEventColumns + " FROM events WHERE id = ?";
   return read([&](SqliteDb& db) -> std::optional<StoredEvent> {
-    StatementScope s(db.cached(
-        "SELECT name, data, user_data, ts, v, dedup_key, duplicate, received_at FROM events WHERE id = ?"));
+    StatementScope s(db.cached(sql.c_str()));
     s->bind(1, event_id);
     if (!s->step()) return std::nullopt;
-    StoredEvent e;
-    e.id = std::string(event_id);
-    e.event.name = s->get_text(0);
-    e.event.data = nlohmann::json::parse(s->get_text(1));
-    e.event.user = nlohmann::json::parse(s->get_text(2));
-    e.event.ts = from_millis(s->get_int(3));
-    e.event.v = s->get_optional_text(4).value_or("");
-    e.event.id = s->get_optional_text(5).value_or("");
-    e.duplicate = s->get_int(6) != 0;
-    e.received_at = from_millis(s->get_int(7));
-    return e;
+    return read_event(*s, 0);
   });
 }
 
@@ -283,17 +357,18 @@ int SqliteStore::renew_leases(const std::string& owner, const std::vector<std::s
   return n;
 }
 
-int SqliteStore::recover_expired_leases(TimePoint now) {
-  int n = 0;
+std::vector<RunQueue::Recovered> SqliteStore::recover_expired_leases(TimePoint now) {
+  std::vector<Recovered> recovered;
   writer_->write([&](SqliteDb& db) {
-    n = db.cached(
-              "UPDATE runs SET status = 'queued', available_at = ?1, lease_owner = NULL, "
-              "lease_expires_at = NULL, lease_epoch = lease_epoch + 1 "
-              "WHERE status = 'running' AND lease_expires_at <= ?1")
-            .bind(1, to_millis(now))
-            .exec();
+    recovered.clear();
+    StatementScope s(db.cached(
+        "UPDATE runs SET status = 'queued', available_at = ?1, lease_owner = NULL, "
+        "lease_expires_at = NULL, lease_epoch = lease_epoch + 1 "
+        "WHERE status = 'running' AND lease_expires_at <= ?1 RETURNING id, function_id"));
+    s->bind(1, to_millis(now));
+    while (s->step()) recovered.push_back(Recovered{s->get_text(0), s->get_text(1)});
   });
-  return n;
+  return recovered;
 }
 
 std::optional<TimePoint> SqliteStore::next_due(const std::vector<std::string>& function_ids) {
@@ -328,6 +403,14 @@ std::vector<JournalEntry> SqliteStore::load_journal(std::string_view run_id) {
       entries.push_back(std::move(e));
     }
     return entries;
+  });
+}
+
+bool SqliteStore::holds_lease(std::string_view run_id, int64_t lease_epoch) {
+  return read([&](SqliteDb& db) {
+    StatementScope s(db.cached("SELECT 1 FROM runs WHERE id = ? AND lease_epoch = ? AND status = 'running'"));
+    s->bind(1, run_id).bind(2, lease_epoch);
+    return s->step();
   });
 }
 
@@ -380,6 +463,7 @@ JournalStore::CommitResult SqliteStore::commit(const Commit& c) {
     }
     for (size_t i = first_plain_entry; i < c.entries.size(); ++i) insert_entry(db, c.run_id, c.entries[i]);
     for (const NewRun& run : c.new_runs) insert_run(db, run, c.now);
+    for (const Item& item : c.new_events) insert_event(db, item, c.now, std::chrono::milliseconds(0));
   });
   return result;
 }
@@ -403,6 +487,247 @@ std::vector<Run> SqliteStore::runs_for_event(std::string_view event_id) {
     s->bind(1, event_id);
     while (s->step()) runs.push_back(read_run(*s));
     return runs;
+  });
+}
+
+void SqliteStore::register_functions(const std::vector<FunctionRecord>& functions) {
+  writer_->write([&](SqliteDb& db) {
+    for (const FunctionRecord& f : functions) {
+      db.cached(
+            "INSERT INTO functions (id, name, config, registered_at, registered_by) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET name = excluded.name, config = excluded.config, "
+            "registered_at = excluded.registered_at, registered_by = excluded.registered_by")
+          .bind(1, f.id).bind(2, f.name).bind(3, to_json_text(f.config))
+          .bind(4, to_millis(f.registered_at)).bind(5, f.registered_by)
+          .exec();
+      db.cached("DELETE FROM function_triggers WHERE function_id = ?").bind(1, f.id).exec();
+      for (const std::string& trigger : f.triggers) {
+        bool prefix = !trigger.empty() && trigger.back() == '*';
+        db.cached("INSERT OR IGNORE INTO function_triggers (event, prefix, function_id) VALUES (?, ?, ?)")
+            .bind(1, prefix ? trigger.substr(0, trigger.size() - 1) : trigger)
+            .bind(2, prefix ? 1 : 0)
+            .bind(3, f.id)
+            .exec();
+      }
+    }
+  });
+}
+
+std::vector<FunctionRecord> SqliteStore::list_functions() {
+  return read([&](SqliteDb& db) {
+    std::vector<FunctionRecord> out;
+    StatementScope s(db.cached("SELECT id, name, config, registered_at, registered_by FROM functions ORDER BY id"));
+    while (s->step()) {
+      FunctionRecord f;
+      f.id = s->get_text(0);
+      f.name = s->get_text(1);
+      f.config = nlohmann::json::parse(s->get_text(2));
+      f.registered_at = from_millis(s->get_int(3));
+      f.registered_by = s->get_text(4);
+      out.push_back(std::move(f));
+    }
+    StatementScope t(db.cached("SELECT function_id, event, prefix FROM function_triggers ORDER BY function_id, event"));
+    while (t->step()) {
+      std::string id = t->get_text(0);
+      auto it = std::lower_bound(out.begin(), out.end(), id, [](const FunctionRecord& f, const std::string& k) { return f.id < k; });
+      if (it != out.end() && it->id == id) it->triggers.push_back(t->get_text(1) + (t->get_int(2) ? "*" : ""));
+    }
+    return out;
+  });
+}
+
+std::vector<Run> SqliteStore::list_runs(const RunFilter& filter, int limit, std::string_view before_id) {
+  std::vector<std::string> binds;
+  std::string sql = std::string("SELECT ") + kRunColumns + " FROM runs WHERE 1" + run_filter_sql(filter, binds);
+  if (!before_id.empty()) {
+    sql += " AND id < ?";
+    binds.emplace_back(before_id);
+  }
+  sql += " ORDER BY id DESC LIMIT ?";
+  return read([&](SqliteDb& db) {
+    std::vector<Run> runs;
+    Statement s(db.handle(), sql);
+    int i = 1;
+    for (const auto& b : binds) s.bind(i++, b);
+    s.bind(i, limit);
+    while (s.step()) runs.push_back(read_run(s));
+    return runs;
+  });
+}
+
+int64_t SqliteStore::count_runs(const RunFilter& filter) {
+  std::vector<std::string> binds;
+  std::string sql = "SELECT count(*) FROM runs WHERE 1" + run_filter_sql(filter, binds);
+  return read([&](SqliteDb& db) {
+    Statement s(db.handle(), sql);
+    int i = 1;
+    for (const auto& b : binds) s.bind(i++, b);
+    s.step();
+    return s.get_int(0);
+  });
+}
+
+std::vector<std::string> SqliteStore::replays_of(std::string_view run_id) {
+  return read([&](SqliteDb& db) {
+    std::vector<std::string> ids;
+    StatementScope s(db.cached("SELECT id FROM runs WHERE replay_of = ? ORDER BY id"));
+    s->bind(1, run_id);
+    while (s->step()) ids.push_back(s->get_text(0));
+    return ids;
+  });
+}
+
+std::vector<StoredEvent> SqliteStore::list_events(const EventFilter& filter, int limit, std::string_view before_id) {
+  std::vector<std::string> binds;
+  std::string sql = std::string("SELECT ") + kEventColumns + " FROM events WHERE 1";
+  if (!filter.name.empty()) {
+    sql += " AND name = ?";
+    binds.push_back(filter.name);
+  }
+  // Event ids start with the time they were received, like run ids.
+  if (filter.received_after) {
+    sql += " AND id >= ?";
+    binds.push_back(id_floor(*filter.received_after));
+  }
+  if (filter.received_before) {
+    sql += " AND id < ?";
+    binds.push_back(id_floor(*filter.received_before));
+  }
+  if (!before_id.empty()) {
+    sql += " AND id < ?";
+    binds.emplace_back(before_id);
+  }
+  sql += " ORDER BY id DESC LIMIT ?";
+  return read([&](SqliteDb& db) {
+    std::vector<StoredEvent> events;
+    Statement s(db.handle(), sql);
+    int i = 1;
+    for (const auto& b : binds) s.bind(i++, b);
+    s.bind(i, limit);
+    while (s.step()) events.push_back(read_event(s, 0));
+    return events;
+  });
+}
+
+// The next free seq of a run's journal. Only for operator actions, which take the run from
+// whoever holds it (by advancing the epoch in the same transaction), so nobody else appends.
+static int64_t next_seq(SqliteDb& db, std::string_view run_id) {
+  StatementScope s(db.cached("SELECT COALESCE(MAX(seq), -1) + 1 FROM journal WHERE run_id = ?"));
+  s->bind(1, run_id);
+  s->step();
+  return s->get_int(0);
+}
+
+std::vector<RunAdmin::Change> SqliteStore::cancel_runs(const std::vector<std::string>& run_ids, TimePoint now) {
+  std::vector<Change> results;
+  writer_->write([&](SqliteDb& db) {
+    results.clear();
+    for (const std::string& id : run_ids) {
+      int changed = db.cached(
+                          "UPDATE runs SET status = 'cancelled', ended_at = ?2, lease_owner = NULL, "
+                          "lease_expires_at = NULL, lease_epoch = lease_epoch + 1 "
+                          "WHERE id = ?1 AND status NOT IN ('completed', 'failed', 'cancelled')")
+                        .bind(1, id).bind(2, to_millis(now))
+                        .exec();
+      if (changed == 0) {
+        StatementScope exists(db.cached("SELECT 1 FROM runs WHERE id = ?"));
+        exists->bind(1, id);
+        results.push_back(exists->step() ? Change::refused : Change::not_found);
+        continue;
+      }
+      insert_entry(db, id, JournalEntry{.seq = next_seq(db, id), .kind = JournalKind::run_cancelled,
+                                        .payload = "{}", .recorded_at = now});
+      results.push_back(Change::done);
+    }
+  });
+  return results;
+}
+
+RunAdmin::Change SqliteStore::resume_run(std::string_view run_id, TimePoint now) {
+  Change result = Change::done;
+  writer_->write([&](SqliteDb& db) {
+    int changed = db.cached(
+                        "UPDATE runs SET status = 'queued', available_at = ?2, attempt = 0, error = NULL, "
+                        "ended_at = NULL, lease_owner = NULL, lease_expires_at = NULL, "
+                        "lease_epoch = lease_epoch + 1 WHERE id = ?1 AND status IN ('failed', 'cancelled')")
+                      .bind(1, run_id).bind(2, to_millis(now))
+                      .exec();
+    if (changed == 0) {
+      StatementScope exists(db.cached("SELECT 1 FROM runs WHERE id = ?"));
+      exists->bind(1, run_id);
+      result = exists->step() ? Change::refused : Change::not_found;
+      return;
+    }
+    result = Change::done;
+    insert_entry(db, run_id, JournalEntry{.seq = next_seq(db, run_id), .kind = JournalKind::run_resumed,
+                                          .payload = "{}", .recorded_at = now});
+  });
+  return result;
+}
+
+void SqliteStore::create_runs(const std::vector<NewRun>& runs, TimePoint now) {
+  writer_->write([&](SqliteDb& db) {
+    for (const NewRun& run : runs) insert_run(db, run, now);
+  });
+}
+
+int SqliteStore::delete_finished_runs(TimePoint cutoff, int limit) {
+  int n = 0;
+  writer_->write([&](SqliteDb& db) {
+    std::vector<std::string> ids;
+    {
+      StatementScope s(db.cached(
+          "SELECT id FROM runs INDEXED BY runs_finished WHERE status IN ('completed', 'failed', 'cancelled') "
+          "AND ended_at < ? LIMIT ?"));
+      s->bind(1, to_millis(cutoff)).bind(2, limit);
+      while (s->step()) ids.push_back(s->get_text(0));
+    }
+    for (const std::string& id : ids) {
+      db.cached("DELETE FROM journal WHERE run_id = ?").bind(1, id).exec();
+      db.cached("DELETE FROM runs WHERE id = ?").bind(1, id).exec();
+    }
+    n = static_cast<int>(ids.size());
+  });
+  return n;
+}
+
+int SqliteStore::delete_unreferenced_events(TimePoint cutoff, int limit) {
+  int n = 0;
+  // Event ids begin with their reception time: the oldest events come first in the primary
+  // key, so the scan starts at the oldest and stops at the cutoff.
+  std::string before = id_floor(cutoff);
+  writer_->write([&](SqliteDb& db) {
+    n = db.cached(
+              "DELETE FROM events WHERE id IN (SELECT id FROM events e WHERE id < ?1 "
+              "AND NOT EXISTS (SELECT 1 FROM runs WHERE event_id = e.id) ORDER BY id LIMIT ?2)")
+            .bind(1, before)
+            .bind(2, limit)
+            .exec();
+  });
+  return n;
+}
+
+QueueDepth SqliteStore::queue_depth(TimePoint now) {
+  return read([&](SqliteDb& db) {
+    QueueDepth d;
+    StatementScope s(db.cached(
+        "SELECT status, available_at <= ?1, count(*) FROM runs INDEXED BY runs_due "
+        "WHERE status IN ('queued', 'sleeping') GROUP BY 1, 2"));
+    s->bind(1, to_millis(now));
+    while (s->step()) {
+      int64_t count = s->get_int(2);
+      if (s->get_text(0) == "sleeping") {
+        d.sleeping += count;
+      } else if (s->get_int(1)) {
+        d.runnable += count;
+      } else {
+        d.scheduled += count;
+      }
+    }
+    StatementScope r(db.cached("SELECT count(*) FROM runs INDEXED BY runs_leased WHERE status = 'running'"));
+    r->step();
+    d.running = r->get_int(0);
+    return d;
   });
 }
 

@@ -12,6 +12,7 @@
 
 #include <durable/engine.hpp>
 
+#include "engine/ids.hpp"
 #include "engine/store.hpp"
 
 namespace durable {
@@ -44,14 +45,29 @@ class SqliteStore final : public Store {
                                 std::chrono::milliseconds ahead = std::chrono::milliseconds(0)) override;
   int renew_leases(const std::string& owner, const std::vector<std::string>& run_ids,
                    TimePoint expires_at) override;
-  int recover_expired_leases(TimePoint now) override;
+  std::vector<Recovered> recover_expired_leases(TimePoint now) override;
   std::optional<TimePoint> next_due(const std::vector<std::string>& function_ids) override;
 
   std::vector<JournalEntry> load_journal(std::string_view run_id) override;
+  bool holds_lease(std::string_view run_id, int64_t lease_epoch) override;
   CommitResult commit(const Commit& commit) override;
 
   std::optional<Run> find_run(std::string_view run_id) override;
   std::vector<Run> runs_for_event(std::string_view event_id) override;
+
+  void register_functions(const std::vector<FunctionRecord>& functions) override;
+  std::vector<FunctionRecord> list_functions() override;
+
+  std::vector<Run> list_runs(const RunFilter& filter, int limit, std::string_view before_id) override;
+  int64_t count_runs(const RunFilter& filter) override;
+  std::vector<std::string> replays_of(std::string_view run_id) override;
+  std::vector<StoredEvent> list_events(const EventFilter& filter, int limit, std::string_view before_id) override;
+  std::vector<Change> cancel_runs(const std::vector<std::string>& run_ids, TimePoint now) override;
+  Change resume_run(std::string_view run_id, TimePoint now) override;
+  void create_runs(const std::vector<NewRun>& runs, TimePoint now) override;
+  int delete_finished_runs(TimePoint cutoff, int limit) override;
+  int delete_unreferenced_events(TimePoint cutoff, int limit) override;
+  QueueDepth queue_depth(TimePoint now) override;
 
   StoreStats stats() const override;
 
@@ -62,9 +78,12 @@ class SqliteStore final : public Store {
   // Runs `fn` with a reader connection (the shared connection, locked, for ":memory:").
   template <class Fn>
   auto read(Fn&& fn);
+  // Inserts one event and its runs inside a write transaction (see ingest()).
+  Outcome insert_event(SqliteDb& db, const Item& item, TimePoint now, std::chrono::milliseconds dedup_window);
 
   SqliteStoreOptions options_;
   bool in_memory_;
+  IdGenerator ids_;  // for the runs that ingest starts for recorded functions
   std::unique_ptr<SqliteDb> writer_db_;
   std::mutex shared_mu_;  // ":memory:" only: serializes the one connection
 

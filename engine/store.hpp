@@ -1,8 +1,10 @@
 // The store: everything the engine keeps, behind interfaces split by caller. Ingest stores
 // events with the runs they start; the run queue hands due runs to workers under leases; the
 // journal store reads a run's history and commits what an execution appends to it; the run
-// reader answers queries. SqliteStore implements them all; a PostgreSQL store will too, and
-// tests/store_test.cpp is written once against these interfaces.
+// reader answers queries; the function store knows every process's functions; run admin is
+// what operators do (list, cancel, resume, replay, delete old runs). SqliteStore implements
+// them all; a PostgreSQL store will too, and tests/store_test.cpp is written once against
+// these interfaces.
 //
 // Every write is atomic, and durable (per the durability setting) when the call returns.
 // All methods are thread-safe. Failures throw StoreError; expected outcomes (a duplicate
@@ -15,6 +17,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include <durable/clock.hpp>
 #include <durable/event.hpp>
@@ -31,6 +35,9 @@ enum class JournalKind {
   body_failed,      // the function threw outside any step; payload like step_failed
   run_completed,    // payload: the function's output
   run_failed,       // payload: the error
+  run_cancelled,    // an operator cancelled the run; payload {}
+  run_resumed,      // an operator resumed the failed or cancelled run; payload {}. Steps that
+                    // failed before it get fresh attempts; memoized steps stay.
 };
 std::string_view to_string(JournalKind kind);
 JournalKind parse_journal_kind(std::string_view text);  // throws StoreError for unknown text
@@ -59,6 +66,9 @@ struct NewRun {
   std::string event_id;
   std::string started_payload = "{}";  // payload of its run_started entry (JSON)
   std::optional<Lease> lease;
+  std::string replay_of;               // a replay: the run it replays
+  // Entries after run_started (a replay's memoized steps), numbered from 1 by the store.
+  std::vector<JournalEntry> entries;
 };
 
 struct StoredEvent {
@@ -77,12 +87,18 @@ class IngestStore {
     Event event;            // validated, ts filled in
     std::vector<NewRun> runs;
   };
-  enum class Outcome { accepted, duplicate };
+  enum class Outcome {
+    accepted,
+    duplicate,       // stored, flagged, without runs
+    already_stored,  // an event with this event_id exists (a retried send): nothing changed
+  };
 
   // Stores every item's event and, unless the event is a duplicate (another event with the
   // same dedup key, event.id, was accepted after `now - dedup_window`), its runs, with their
-  // run_started entries: all in one transaction. Duplicates are stored too, flagged, without
-  // runs. Returns one outcome per item, in order.
+  // run_started entries: all in one transaction. Besides `runs`, every function recorded in
+  // the function store whose trigger matches the event gets a queued run (functions of other
+  // processes). Duplicates are stored too, flagged, without runs. Returns one outcome per
+  // item, in order.
   virtual std::vector<Outcome> ingest(const std::vector<Item>& items, TimePoint now,
                                       std::chrono::milliseconds dedup_window) = 0;
 
@@ -119,9 +135,13 @@ class RunQueue {
   virtual int renew_leases(const std::string& owner, const std::vector<std::string>& run_ids,
                            TimePoint expires_at) = 0;
 
+  struct Recovered {
+    std::string run_id;
+    std::string function_id;
+  };
   // Puts every running run whose lease expired at or before `now` back in the queue, available
-  // at once, and advances its epoch so the old holder can no longer commit. Returns how many.
-  virtual int recover_expired_leases(TimePoint now) = 0;
+  // at once, and advances its epoch so the old holder can no longer commit. Returns them.
+  virtual std::vector<Recovered> recover_expired_leases(TimePoint now) = 0;
 
   // The earliest available_at of the queued or sleeping runs of these functions, if any.
   virtual std::optional<TimePoint> next_due(const std::vector<std::string>& function_ids) = 0;
@@ -143,6 +163,9 @@ struct Commit {
   std::vector<JournalEntry> entries;
   std::optional<RunTransition> transition;  // none: the run stays running under the lease
   std::vector<NewRun> new_runs;           // runs to create in the same transaction
+  // Events to store in the same transaction (lifecycle events), each starting runs of the
+  // recorded functions it triggers, like ingest.
+  std::vector<IngestStore::Item> new_events;
   TimePoint now{};
 };
 
@@ -152,6 +175,9 @@ class JournalStore {
 
   // The run's journal in order; empty when the run does not exist.
   virtual std::vector<JournalEntry> load_journal(std::string_view run_id) = 0;
+
+  // Whether the run is still running under `lease_epoch` (not cancelled, not taken over).
+  virtual bool holds_lease(std::string_view run_id, int64_t lease_epoch) = 0;
 
   enum class CommitResult { committed, lease_lost };
 
@@ -168,13 +194,105 @@ class RunReader {
   virtual std::vector<Run> runs_for_event(std::string_view event_id) = 0;
 };
 
+// A function as recorded in the store by the process that registered it.
+struct FunctionRecord {
+  std::string id;
+  std::string name;
+  std::vector<std::string> triggers;  // event names, or "prefix/*"
+  nlohmann::json config;              // options as the API shows them (retries, backoff, ...)
+  TimePoint registered_at{};
+  std::string registered_by;          // the worker process
+};
+
+class FunctionStore {
+ public:
+  virtual ~FunctionStore() = default;
+  // Records these functions, replacing earlier records (and triggers) of the same ids.
+  virtual void register_functions(const std::vector<FunctionRecord>& functions) = 0;
+  // Every recorded function, by id.
+  virtual std::vector<FunctionRecord> list_functions() = 0;
+};
+
+// Which runs a listing or a bulk action covers. Empty fields match everything.
+struct RunFilter {
+  std::vector<RunStatus> statuses;             // any of these
+  std::string function_id;
+  std::string event_id;
+  std::optional<TimePoint> created_after;      // created at or after
+  std::optional<TimePoint> created_before;     // created before
+};
+
+struct EventFilter {
+  std::string name;
+  std::optional<TimePoint> received_after;     // at or after
+  std::optional<TimePoint> received_before;    // before
+};
+
+// How many runs wait in the queue, by state.
+struct QueueDepth {
+  int64_t runnable = 0;   // queued and due now
+  int64_t scheduled = 0;  // queued for later (a retry's backoff)
+  int64_t sleeping = 0;
+  int64_t running = 0;
+};
+
+// Paging: ask a listing for `limit + 1` rows, then call this. It drops the extra row and
+// returns the next page's cursor (the last kept id), or "" when there is no next page, so a
+// client never fetches an empty last page.
+template <class Row>
+std::string trim_page(std::vector<Row>& rows, int limit) {
+  if (static_cast<int>(rows.size()) <= limit) return {};
+  rows.resize(static_cast<size_t>(limit));
+  return rows.back().id;
+}
+
+class RunAdmin {
+ public:
+  virtual ~RunAdmin() = default;
+
+  // Runs matching `filter`, newest first, at most `limit`, and only those whose id sorts
+  // before `before_id` when it is not empty (keyset paging: the last id of a page gives the
+  // next one, and runs created meanwhile never shift it).
+  virtual std::vector<Run> list_runs(const RunFilter& filter, int limit, std::string_view before_id) = 0;
+  virtual int64_t count_runs(const RunFilter& filter) = 0;
+  // The ids of the replays of `run_id`, oldest first.
+  virtual std::vector<std::string> replays_of(std::string_view run_id) = 0;
+  // Events matching `filter`, newest first, paged like list_runs.
+  virtual std::vector<StoredEvent> list_events(const EventFilter& filter, int limit, std::string_view before_id) = 0;
+
+  enum class Change { done, not_found, refused };
+  // Cancels each run that is not finished, in one transaction: status cancelled, a
+  // run_cancelled entry, and a new lease epoch, so an execution holding it can commit
+  // nothing more (its running step finishes; the next one never starts). `refused`: the run
+  // had already finished. One result per id, in order.
+  virtual std::vector<Change> cancel_runs(const std::vector<std::string>& run_ids, TimePoint now) = 0;
+  // Puts a failed or cancelled run back in the queue, due now, with a run_resumed entry and
+  // a new lease epoch. `refused`: the run is neither failed nor cancelled.
+  virtual Change resume_run(std::string_view run_id, TimePoint now) = 0;
+  // Creates queued runs (replays), with their entries, in one transaction.
+  virtual void create_runs(const std::vector<NewRun>& runs, TimePoint now) = 0;
+
+  // Retention. Each call is one short transaction. Deletes up to `limit` runs that finished
+  // before `cutoff`, with their journals; returns how many.
+  virtual int delete_finished_runs(TimePoint cutoff, int limit) = 0;
+  // Deletes up to `limit` events received before `cutoff` that no run refers to.
+  virtual int delete_unreferenced_events(TimePoint cutoff, int limit) = 0;
+
+  virtual QueueDepth queue_depth(TimePoint now) = 0;
+};
+
 // Counters for benchmarks and metrics.
 struct StoreStats {
   uint64_t commits = 0;  // write transactions committed
   uint64_t writes = 0;   // caller operations in them (events ingested, journal commits, claims)
 };
 
-class Store : public IngestStore, public RunQueue, public JournalStore, public RunReader {
+class Store : public IngestStore,
+              public RunQueue,
+              public JournalStore,
+              public RunReader,
+              public FunctionStore,
+              public RunAdmin {
  public:
   virtual StoreStats stats() const = 0;
 };

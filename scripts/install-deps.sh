@@ -7,16 +7,22 @@ packages=(
   build-essential cmake pkg-config
   libsqlite3-dev          # the embedded store
   libcpp-httplib-dev      # HTTP server and client (pkg-config: cpp-httplib)
+  libssl-dev              # OpenSSL: HMAC-SHA256 signatures of the alert webhook, https in httplib
   nlohmann-json3-dev      # JSON
   libfmt-dev              # formatting
   doctest-dev             # tests
   libstb-dev libwebp-dev  # the image example: decode/resize (stb), encode (libwebp)
+  prometheus              # promtool: tests/metrics_test.cpp checks GET /metrics with it
 )
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js and npm run the inngest npm package in tests/inngest_compat_test.cpp. A node already
+# on the machine, whoever packaged it, is kept: Debian's are only for a machine without one.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "install-deps: installing ${missing[*]}" >&2

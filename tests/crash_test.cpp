@@ -7,15 +7,12 @@
 //
 // This test waits in real time: it kills a real process at random moments, and the restarted
 // worker takes over the runs of the killed one only when their leases expire.
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <fstream>
 #include <map>
 #include <random>
@@ -31,8 +28,6 @@
 
 #include "engine/sqlite_store.hpp"
 #include "tests/testing.hpp"
-
-extern char** environ;
 
 using namespace durable;
 using namespace durable::testing;
@@ -57,68 +52,30 @@ StepId step_id(const std::string& run_id, const std::string& key) { return run_i
 
 std::string expected_key(int i) { return fmt::format("step-{}", i); }
 
-// The worker process of one generation. Killed (and reaped) on destruction, so that a failed
-// REQUIRE leaves no orphan behind.
+// The worker process of one generation, SIGKILLed on destruction.
 class Worker {
  public:
-  Worker(const TempDir& dir, int generation) : generation_(generation) {
-    std::vector<std::string> args = {DURABLE_CRASH_WORKER,
-                                     "--database", dir.file("crash.db"),
-                                     "--ledger", dir.file("ledger.txt"),
-                                     "--port-file", dir.file("port"),
-                                     "--generation", std::to_string(generation),
-                                     "--workers", "4",
-                                     "--lease-ttl-ms", std::to_string(kLeaseTtlMs),
-                                     "--step-ms", std::to_string(kStepMs)};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::string log = log_path(dir, generation);
-
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-    int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) pid_ = -1;
-    REQUIRE_MESSAGE(rc == 0, "cannot start " << argv[0] << ": " << std::strerror(rc));
-  }
-
-  ~Worker() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-
-  Worker(const Worker&) = delete;
-  Worker& operator=(const Worker&) = delete;
+  Worker(const TempDir& dir, int generation)
+      : generation_(generation),
+        process_({DURABLE_CRASH_WORKER, "--database", dir.file("crash.db"), "--ledger", dir.file("ledger.txt"),
+                  "--port-file", dir.file("port"), "--generation", std::to_string(generation), "--workers", "4",
+                  "--lease-ttl-ms", std::to_string(kLeaseTtlMs), "--step-ms", std::to_string(kStepMs)},
+                 log_path(dir, generation)) {}
 
   // Where generation `g` writes its stdout and stderr (the engine's log, level warn).
   static std::string log_path(const TempDir& dir, int g) { return dir.file(fmt::format("worker-{}.log", g)); }
 
   // SIGKILLs the worker and reaps it. Fails the test if it had already exited by itself.
   void kill_now() {
-    REQUIRE(pid_ > 0);
-    int status = 0;
-    pid_t done = waitpid(pid_, &status, WNOHANG);
-    if (done == pid_) {
-      pid_ = -1;
-      FAIL("worker generation " << generation_ << " exited by itself with status " << status
-                                << " (exit code " << (WIFEXITED(status) ? WEXITSTATUS(status) : -1)
-                                << ", signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0) << ")");
-    }
-    REQUIRE(kill(pid_, SIGKILL) == 0);
-    REQUIRE(waitpid(pid_, &status, 0) == pid_);
-    pid_ = -1;
+    REQUIRE_MESSAGE(process_.running(), "worker generation " << generation_ << " exited by itself (see its log)");
+    int status = process_.stop(SIGKILL);
     CHECK(WIFSIGNALED(status));
     CHECK(WTERMSIG(status) == SIGKILL);
   }
 
  private:
   int generation_;
-  pid_t pid_ = -1;
+  ChildProcess process_;
 };
 
 // Waits for the worker to write its port file.

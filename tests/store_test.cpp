@@ -212,8 +212,8 @@ TEST_SUITE("store") {
     CHECK(store->commit(step_commit(stale, 1, "a", kT0 + 1s)) == JournalStore::CommitResult::committed);
 
     // w1 stops renewing; its lease expires and the run goes back to the queue.
-    CHECK(store->recover_expired_leases(kT0 + 29s) == 0);
-    CHECK(store->recover_expired_leases(kT0 + 30s) == 1);
+    CHECK(store->recover_expired_leases(kT0 + 29s).empty());
+    CHECK(store->recover_expired_leases(kT0 + 30s).size() == 1);
     CHECK(store->find_run("R1")->status == RunStatus::queued);
     // Recovery alone already fences w1 out, before anyone claims the run.
     CHECK(store->commit(step_commit(stale, 2, "b", kT0 + 31s)) == JournalStore::CommitResult::lease_lost);
@@ -252,7 +252,7 @@ TEST_SUITE("store") {
     store->claim({"fn"}, kT0, lease("alive", kT0 + 30s), 1);
     store->claim({"fn"}, kT0, lease("dead", kT0 + 30s), 1);
     CHECK(store->renew_leases("alive", {"R1", "R2"}, kT0 + 60s) == 1);  // R2 is not alive's
-    CHECK(store->recover_expired_leases(kT0 + 45s) == 1);  // only the dead worker's run
+    CHECK(store->recover_expired_leases(kT0 + 45s).size() == 1);  // only the dead worker's run
     auto queued = store->claim({"fn"}, kT0 + 45s, lease("alive", kT0 + 75s), 10);
     CHECK(queued.size() == 1);
   }

@@ -1,15 +1,23 @@
 #include "tests/testing.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <random>
+#include <thread>
 
 #include <doctest/doctest.h>
 
 #include "engine/sqlite_store.hpp"
+
+extern char** environ;
 
 namespace durable::testing {
 
@@ -69,6 +77,57 @@ int free_port() {
 void advance(Engine& engine, ManualClock& clock, std::chrono::milliseconds d) {
   clock.advance(d);
   REQUIRE(engine.drain());
+}
+
+ChildProcess::ChildProcess(std::vector<std::string> args, const std::string& log_path, std::vector<std::string> env) {
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  // Ours first: getenv() returns the first entry of a name.
+  std::vector<char*> envp;
+  for (auto& e : env) envp.push_back(e.data());
+  for (char** e = environ; *e; ++e) envp.push_back(*e);
+  envp.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) pid_ = -1;
+  REQUIRE_MESSAGE(rc == 0, "cannot start " << args[0] << ": " << std::strerror(rc));
+}
+
+ChildProcess::~ChildProcess() {
+  if (pid_ > 0) stop(SIGKILL);
+}
+
+bool ChildProcess::running() {
+  if (pid_ <= 0) return false;
+  int status = 0;
+  if (waitpid(pid_, &status, WNOHANG) == pid_) {
+    pid_ = -1;
+    return false;
+  }
+  return true;
+}
+
+int ChildProcess::stop(int signal) {
+  REQUIRE(pid_ > 0);
+  int status = 0;
+  kill(pid_, signal);
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  return status;
+}
+
+bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= deadline) return condition();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
 }
 
 }  // namespace durable::testing

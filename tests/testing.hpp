@@ -2,7 +2,10 @@
 // a run's journal back.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
+#include <functional>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -46,5 +49,29 @@ void advance(Engine& engine, ManualClock& clock, std::chrono::milliseconds d);
 
 // A TCP port on 127.0.0.1 that was free a moment ago (for a server in a child process).
 int free_port();
+
+// A program run as a child process, its stdout and stderr going to `log_path`. Killed with
+// SIGKILL (and reaped) on destruction, so a failed REQUIRE leaves no orphan behind.
+class ChildProcess {
+ public:
+  // `env`: extra NAME=value entries on top of this process's environment.
+  ChildProcess(std::vector<std::string> args, const std::string& log_path, std::vector<std::string> env = {});
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  // Whether it is still running (false once it exited by itself).
+  bool running();
+  // Sends `signal`, waits for the exit and returns the raw wait status.
+  int stop(int signal);
+
+ private:
+  pid_t pid_ = -1;
+};
+
+// Polls `condition` every 10 ms of real time until it holds or `timeout` passes (for waiting
+// on another process, never on time itself). Returns its last value.
+bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
 
 }  // namespace durable::testing

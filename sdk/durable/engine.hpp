@@ -33,6 +33,16 @@ enum class Durability {
            // the last commits
 };
 
+// Where failed runs are reported (EngineOptions::alert_webhook; docs/operations.md, "Failure
+// alerts"): the engine POSTs the data of each durable/function.failed event to `url`, signed
+// with `secret`, from a durable function of its own, "durable/alert-webhook".
+struct AlertWebhook {
+  // "http://host[:port][/path]" or "https://..." (verified against the system's CAs).
+  std::string url;
+  // The HMAC-SHA256 key of the X-Durable-Signature header. Required (non-empty).
+  std::string secret;
+};
+
 struct EngineOptions {
   // SQLite database file, created if missing; ":memory:" for a private in-memory database.
   // Default: "durable.db" in the working directory.
@@ -53,6 +63,14 @@ struct EngineOptions {
   // Log lines with at least this level go to stderr: "debug", "info", "warn", "error" or
   // "off". Default: "info".
   std::string log_level = "info";
+  // Finished runs (completed, failed, cancelled) are deleted, with their journals, this long
+  // after they ended, and then the events no run refers to; in the background, in small
+  // batches. 0: keep everything. Default: 30 days.
+  std::chrono::milliseconds retention = std::chrono::hours(24 * 30);
+  // POST every failed run, signed, to a URL. An invalid URL or an empty secret: the
+  // constructor throws durable::Error. Default: DURABLE_ALERT_URL and DURABLE_ALERT_SECRET
+  // from the environment when DURABLE_ALERT_URL is set, else none.
+  std::optional<AlertWebhook> alert_webhook;
 };
 
 struct ServeOptions {
@@ -63,6 +81,11 @@ struct ServeOptions {
   // Keys accepted by POST /e/{key}. Default (empty): the comma-separated keys in the
   // DURABLE_EVENT_KEY environment variable, else one random key, printed at start.
   std::vector<std::string> event_keys;
+  // Keys accepted by the REST API (/v1/*) in "Authorization: Bearer <key>". Default (empty):
+  // the comma-separated keys in DURABLE_API_KEY, else one random key, printed at start.
+  std::vector<std::string> api_keys;
+  // Whether GET /metrics needs an API key too. Default: false (Prometheus scrapes it).
+  bool metrics_require_api_key = false;
   // Largest accepted event (its JSON text) in bytes; larger: 413. Default: 512 KiB.
   size_t max_event_bytes = 512 * 1024;
   // Largest accepted request body in bytes; larger: 413. Default: 3 MiB.

@@ -35,6 +35,13 @@ struct Event {
   std::string v;
 };
 
+// Lifecycle events the engine emits when a run ends, like any event: functions may trigger
+// on them. Their data: {"run_id", "function_id", "event": {"id", "name"}, "status", and
+// "output" (completed) or "error" ({"name", "message", "step"?}, failed)}. Runs started by
+// a lifecycle event emit none (a function on them would otherwise trigger itself for ever).
+inline constexpr const char* kFunctionFinishedEvent = "durable/function.finished";  // completed or failed
+inline constexpr const char* kFunctionFailedEvent = "durable/function.failed";      // failed, after finished
+
 // The wire form: {"name", "data", "user", "id"?, "ts"? (ms), "v"?}. Empty `id`, `v` and an
 // unset `ts` are left out. from_json is lenient (missing fields keep their defaults); the
 // engine's ingest validates strictly and reports what is wrong.

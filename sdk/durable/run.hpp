@@ -43,6 +43,7 @@ struct Run {
   std::optional<TimePoint> started_at;  // first claimed by a worker
   std::optional<TimePoint> ended_at;    // finished
   TimePoint available_at{};             // when it may next be claimed (queued, sleeping)
+  std::string replay_of;                // the run this one replays, if it is a replay
 };
 
 }  // namespace durable

@@ -1,0 +1,120 @@
+// durable functions, gc, serve.
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include <durable/engine.hpp>
+
+#include "cli/commands.hpp"
+#include "cli/table.hpp"
+
+namespace cli {
+
+namespace {
+
+// A function's triggers as "a/b, c/*", or what it handles when it is a failure handler.
+std::string triggers_text(const nlohmann::json& function) {
+  if (auto handled = string_at(function, "failure_handler_of", ""); !handled.empty()) return "failures of " + handled;
+  std::vector<std::string> events;
+  for (const auto& trigger : function.value("triggers", nlohmann::json::array())) events.push_back(string_at(trigger, "event"));
+  return fmt::format("{}", fmt::join(events, ", "));
+}
+
+int functions(const Invocation& inv) {
+  expect_no_positionals(inv);
+  auto answer = inv.api().get("/v1/functions");
+  if (inv.json) {
+    print_json(answer);
+    return 0;
+  }
+  Table table({"ID", "TRIGGERS", "RETRIES", "REGISTERED (UTC)", "BY"});
+  for (const auto& function : answer.value("functions", nlohmann::json::array())) {
+    table.add({string_at(function, "id"), triggers_text(function), std::to_string(function.value("retries", 0)),
+               time_at(function, "registered_at"), string_at(function, "registered_by")});
+  }
+  std::cout << (table.empty() ? "no functions\n" : table.render());
+  return 0;
+}
+
+int gc(const Invocation& inv) {
+  expect_no_positionals(inv);
+  auto older_than = inv.args.get("--older-than");
+  if (!older_than) throw UsageError("missing --older-than DURATION (e.g. --older-than 7d)");
+  auto age = parse_duration(*older_than, "--older-than");
+  auto answer = inv.api().post("/v1/gc", {{"older_than_ms", age.count()}});
+  if (inv.json) {
+    print_json(answer);
+  } else {
+    std::cout << fmt::format("deleted {} runs and {} events\n", answer.value("runs_deleted", 0), answer.value("events_deleted", 0));
+  }
+  return 0;
+}
+
+int serve(const Invocation& inv) {
+  expect_no_positionals(inv);
+  durable::ServeOptions options;
+  options.host = inv.args.get("--host").value_or(options.host);
+  if (auto port = inv.args.get("--port")) {
+    // 0 is allowed: it picks a free port, which the engine logs.
+    int64_t number = *port == "0" ? 0 : parse_count(*port, "--port");
+    if (number > 65535) throw UsageError(fmt::format("--port: {} is not a TCP port", *port));
+    options.port = static_cast<int>(number);
+  }
+  if (auto keys = inv.args.get("--event-key")) options.event_keys = split_commas(*keys);
+  if (auto keys = inv.args.get("--api-key")) options.api_keys = split_commas(*keys);
+  // The engine has no functions of its own: it serves the API over the database, and runs
+  // nothing until functions are registered in it.
+  durable::Engine engine({.database = inv.args.get("--database").value_or("durable.db")});
+  return engine.serve(options);
+}
+
+}  // namespace
+
+std::vector<Command> admin_commands() {
+  return {
+      {.name = "functions",
+       .summary = "list the registered functions",
+       .help = R"(Usage: durable functions [options]
+
+Lists the functions registered in the engine's database, with their triggers and retries.
+
+Options:
+  --json            print the API's JSON
+)",
+       .options = {kUrlOption, kKeyOption, kJsonOption},
+       .run = functions},
+      {.name = "gc",
+       .summary = "delete finished runs and old events",
+       .help = R"(Usage: durable gc --older-than DURATION [options]
+
+Deletes the runs that finished more than DURATION ago (7d, 12h, ...) and the events older
+than that which no remaining run needs. Prints how many of each.
+
+Options:
+  --older-than DURATION   required: 500ms, 30s, 15m, 1h, 7d or a mix like 1d12h
+  --json                  print the API's JSON
+)",
+       .options = {kUrlOption, kKeyOption, kJsonOption, {"--older-than", true}},
+       .run = gc},
+      {.name = "serve",
+       .summary = "run the engine's HTTP API over a database",
+       .help = R"(Usage: durable serve [--database PATH] [--port N] [--host H] [--api-key K] [--event-key K]
+
+Runs the HTTP API (events, runs, functions) over the database PATH, with no functions of its
+own, until Ctrl-C or SIGTERM.
+
+Options:
+  --database PATH   the SQLite database (default durable.db; created if missing)
+  --port N          TCP port (default 8288; 0 picks a free one)
+  --host H          address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
+  --api-key K       keys accepted by the /v1 API, comma-separated (default: DURABLE_API_KEY,
+                    else a random key, printed at start)
+  --event-key K     keys accepted by POST /e/{key}, comma-separated (default: DURABLE_EVENT_KEY,
+                    else a random key, printed at start)
+)",
+       .options = {{"--database", true}, {"--port", true}, {"--host", true}, {"--api-key", true}, {"--event-key", true}},
+       .run = serve},
+  };
+}
+
+}  // namespace cli

@@ -1,0 +1,284 @@
+#include "engine/api.hpp"
+
+#include <charconv>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "engine/api_json.hpp"
+#include "engine/request_error.hpp"
+
+namespace durable {
+
+namespace {
+
+constexpr int kDefaultPageSize = 50;
+constexpr int kMaxPageSize = 1000;
+
+HttpResponse json_response(const nlohmann::json& body, int status = 200) {
+  return HttpResponse{status, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
+}
+
+int64_t parse_int(const std::string& name, const std::string& text) {
+  int64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) {
+    throw RequestError(400, fmt::format("\"{}\" must be an integer, not '{}'", name, text));
+  }
+  return value;
+}
+
+std::string query(const HttpRequest& req, const std::string& name) {
+  auto it = req.query.find(name);
+  return it == req.query.end() ? std::string() : it->second;
+}
+
+// Ids hold a time as 48 bits of ms (until the year 10889), and time filters are id ranges:
+// a time outside those bits would wrap around to a wrong range instead of failing.
+TimePoint time_value(const std::string& name, int64_t ms) {
+  constexpr int64_t kMaxMillis = (int64_t{1} << 48) - 1;
+  if (ms < 0 || ms > kMaxMillis) {
+    throw RequestError(400, fmt::format("\"{}\" must be ms since the Unix epoch, from 0 to {}", name, kMaxMillis));
+  }
+  return from_millis(ms);
+}
+
+std::optional<TimePoint> query_time(const HttpRequest& req, const std::string& name) {
+  std::string text = query(req, name);
+  if (text.empty()) return std::nullopt;
+  return time_value(name, parse_int(name, text));
+}
+
+int page_size(int64_t limit) {
+  if (limit < 1 || limit > kMaxPageSize) {
+    throw RequestError(400, fmt::format("\"limit\" must be between 1 and {}", kMaxPageSize));
+  }
+  return static_cast<int>(limit);
+}
+
+int query_limit(const HttpRequest& req) {
+  std::string text = query(req, "limit");
+  return text.empty() ? kDefaultPageSize : page_size(parse_int("limit", text));
+}
+
+RunStatus parse_status(const std::string& text) {
+  try {
+    return parse_run_status(text);
+  } catch (const Error&) {
+    throw RequestError(400, fmt::format("unknown status '{}': use queued, running, sleeping, completed, failed or cancelled", text));
+  }
+}
+
+std::vector<RunStatus> parse_statuses(const std::string& comma_list) {
+  std::vector<RunStatus> out;
+  size_t at = 0;
+  while (at <= comma_list.size() && !comma_list.empty()) {
+    size_t comma = comma_list.find(',', at);
+    std::string one = comma_list.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+    if (!one.empty()) out.push_back(parse_status(one));
+    if (comma == std::string::npos) break;
+    at = comma + 1;
+  }
+  return out;
+}
+
+nlohmann::json parse_body(const HttpRequest& req) {
+  if (req.body.empty()) return nlohmann::json::object();
+  nlohmann::json body = nlohmann::json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) throw RequestError(400, "the body is not valid JSON");
+  if (!body.is_object()) throw RequestError(400, "the body must be a JSON object");
+  return body;
+}
+
+// The filter of a bulk action's body; at least one field is required, so that an empty body
+// never acts on every run.
+RunFilter bulk_filter(const nlohmann::json& body) {
+  RunFilter f;
+  bool any = false;
+  if (auto it = body.find("function"); it != body.end() && !it->is_null()) {
+    if (!it->is_string()) throw RequestError(400, "\"function\" must be a string");
+    f.function_id = it->get<std::string>();
+    any = true;
+  }
+  if (auto it = body.find("status"); it != body.end() && !it->is_null()) {
+    if (it->is_string()) {
+      f.statuses = parse_statuses(it->get<std::string>());
+    } else if (it->is_array()) {
+      for (const auto& s : *it) {
+        if (!s.is_string()) throw RequestError(400, "\"status\" must be a string or an array of strings");
+        f.statuses.push_back(parse_status(s.get<std::string>()));
+      }
+    } else {
+      throw RequestError(400, "\"status\" must be a string or an array of strings");
+    }
+    any = any || !f.statuses.empty();
+  }
+  for (const char* field : {"started_after", "started_before"}) {
+    if (auto it = body.find(field); it != body.end() && !it->is_null()) {
+      if (!it->is_number_integer()) throw RequestError(400, fmt::format("\"{}\" must be ms since the Unix epoch", field));
+      (std::string_view(field) == "started_after" ? f.created_after : f.created_before) = time_value(field, it->get<int64_t>());
+      any = true;
+    }
+  }
+  if (!any) {
+    throw RequestError(400, "give at least one of \"function\", \"status\", \"started_after\", \"started_before\": "
+                            "a bulk action never applies to every run");
+  }
+  return f;
+}
+
+struct BulkPage {
+  int limit = kMaxPageSize;
+  std::string cursor;
+};
+
+BulkPage bulk_page(const nlohmann::json& body) {
+  BulkPage page;
+  if (auto it = body.find("limit"); it != body.end() && !it->is_null()) {
+    if (!it->is_number_integer()) throw RequestError(400, "\"limit\" must be an integer");
+    page.limit = page_size(it->get<int64_t>());
+  }
+  if (auto it = body.find("cursor"); it != body.end() && !it->is_null()) {
+    if (!it->is_string()) throw RequestError(400, "\"cursor\" must be a string");
+    page.cursor = it->get<std::string>();
+  }
+  return page;
+}
+
+nlohmann::json cursor_json(const std::string& cursor) {
+  return cursor.empty() ? nlohmann::json(nullptr) : nlohmann::json(cursor);
+}
+
+nlohmann::json bulk_json(const BulkResult& r) {
+  nlohmann::json j{{"count", r.run_ids.size()},
+                   {"run_ids", r.run_ids},
+                   {"next_cursor", cursor_json(r.next_cursor)}};
+  if (r.total) j["total"] = *r.total;
+  return j;
+}
+
+nlohmann::json runs_json(const std::vector<Run>& runs) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const Run& r : runs) out.push_back(run_json(r));
+  return out;
+}
+
+}  // namespace
+
+std::vector<Route> api_routes(ApiServices* api, bool metrics_require_api_key) {
+  std::vector<Route> routes;
+  auto add = [&](const char* method, const char* path, Access access, HttpHandler handler) {
+    routes.push_back(Route{method, path, access, std::move(handler)});
+  };
+
+  add("GET", "/health", Access::open, [](const HttpRequest&) { return json_response({{"status", "ok"}}); });
+
+  add("GET", "/metrics", metrics_require_api_key ? Access::api_key : Access::open, [api](const HttpRequest&) {
+    return HttpResponse{200, api->metrics(), "text/plain; version=0.0.4; charset=utf-8"};
+  });
+
+  add("POST", "/e/{key}", Access::event_key, [api](const HttpRequest& req) {
+    auto ids = api->ingestor.ingest(parse_events(req.body, api->limits), req.header("x-inngest-event-id-seed"));
+    return json_response({{"ids", ids}, {"status", 200}});
+  });
+  add("POST", "/e/", Access::open, [](const HttpRequest&) -> HttpResponse {
+    throw RequestError(401, "missing event key: POST /e/{event_key}");
+  });
+
+  add("GET", "/v1/functions", Access::api_key, [api](const HttpRequest&) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const FunctionRecord& f : api->store.list_functions()) out.push_back(function_json(f));
+    return json_response({{"functions", out}});
+  });
+
+  add("GET", "/v1/events", Access::api_key, [api](const HttpRequest& req) {
+    EventFilter filter{query(req, "name"), query_time(req, "received_after"), query_time(req, "received_before")};
+    int limit = query_limit(req);
+    auto events = api->store.list_events(filter, limit + 1, query(req, "cursor"));
+    std::string next = trim_page(events, limit);
+    nlohmann::json out = nlohmann::json::array();
+    for (const StoredEvent& e : events) out.push_back(event_json(e));
+    return json_response({{"events", out}, {"next_cursor", cursor_json(next)}});
+  });
+  add("GET", "/v1/events/{id}", Access::api_key, [api](const HttpRequest& req) {
+    auto event = api->store.find_event(req.path_params[0]);
+    if (!event) throw RequestError(404, fmt::format("no event with id '{}'", req.path_params[0]));
+    return json_response(event_json(*event));
+  });
+  add("GET", "/v1/events/{id}/runs", Access::api_key, [api](const HttpRequest& req) {
+    if (!api->store.find_event(req.path_params[0])) {
+      throw RequestError(404, fmt::format("no event with id '{}'", req.path_params[0]));
+    }
+    return json_response({{"runs", runs_json(api->store.runs_for_event(req.path_params[0]))}});
+  });
+
+  add("GET", "/v1/runs", Access::api_key, [api](const HttpRequest& req) {
+    RunFilter filter{parse_statuses(query(req, "status")), query(req, "function"), query(req, "event"),
+                     query_time(req, "started_after"), query_time(req, "started_before")};
+    int limit = query_limit(req);
+    auto runs = api->store.list_runs(filter, limit + 1, query(req, "cursor"));
+    std::string next = trim_page(runs, limit);
+    return json_response({{"runs", runs_json(runs)}, {"next_cursor", cursor_json(next)}});
+  });
+  add("GET", "/v1/runs/{id}", Access::api_key, [api](const HttpRequest& req) {
+    const std::string& id = req.path_params[0];
+    auto run = api->store.find_run(id);
+    if (!run) throw RequestError(404, fmt::format("no run with id '{}'", id));
+    auto journal = api->store.load_journal(id);
+    auto event = api->store.find_event(run->event_id);
+    nlohmann::json j = run_json(*run);
+    j["event"] = event ? event_json(*event) : nlohmann::json(nullptr);
+    j["replays"] = api->store.replays_of(id);
+    j["steps"] = steps_json(journal, api->clock.now(), is_finished(run->status));
+    j["body_errors"] = body_errors_json(journal);
+    return json_response(j);
+  });
+
+  add("POST", "/v1/runs/{id}/cancel", Access::api_key, [api](const HttpRequest& req) {
+    return json_response({{"run", run_json(api->control.cancel(req.path_params[0]))}});
+  });
+  add("POST", "/v1/runs/{id}/resume", Access::api_key, [api](const HttpRequest& req) {
+    return json_response({{"run", run_json(api->control.resume(req.path_params[0]))}});
+  });
+  add("POST", "/v1/runs/{id}/replay", Access::api_key, [api](const HttpRequest& req) {
+    nlohmann::json body = parse_body(req);
+    ReplayOptions options;
+    if (auto it = body.find("from_step"); it != body.end() && !it->is_null()) {
+      if (!it->is_string() || it->get<std::string>().empty()) throw RequestError(400, "\"from_step\" must be a step key");
+      options.from_step = it->get<std::string>();
+    }
+    if (auto it = body.find("output"); it != body.end()) options.output = *it;
+    return json_response({{"run", run_json(api->control.replay(req.path_params[0], options))}}, 201);
+  });
+
+  add("POST", "/v1/cancellations", Access::api_key, [api](const HttpRequest& req) {
+    nlohmann::json body = parse_body(req);
+    RunFilter filter = bulk_filter(body);
+    BulkPage page = bulk_page(body);
+    return json_response(bulk_json(api->control.cancel_matching(filter, page.limit, page.cursor)));
+  });
+  add("POST", "/v1/replays", Access::api_key, [api](const HttpRequest& req) {
+    nlohmann::json body = parse_body(req);
+    RunFilter filter = bulk_filter(body);
+    BulkPage page = bulk_page(body);
+    BulkResult result = api->control.replay_matching(filter, page.limit, page.cursor);
+    nlohmann::json j = bulk_json(result);
+    j["replayed"] = nlohmann::json::array();
+    for (const auto& [original, run] : result.replayed) j["replayed"].push_back({{"original", original}, {"run", run}});
+    return json_response(j);
+  });
+
+  add("POST", "/v1/gc", Access::api_key, [api](const HttpRequest& req) {
+    nlohmann::json body = parse_body(req);
+    auto it = body.find("older_than_ms");
+    if (it == body.end() || !it->is_number_integer() || it->get<int64_t>() < 0) {
+      throw RequestError(400, "\"older_than_ms\" is required: a non-negative integer (ms)");
+    }
+    GcResult r = api->collect(api->clock.now() - std::chrono::milliseconds(it->get<int64_t>()));
+    return json_response({{"runs_deleted", r.runs_deleted}, {"events_deleted", r.events_deleted}});
+  });
+
+  return routes;
+}
+
+}  // namespace durable

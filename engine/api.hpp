@@ -1,0 +1,36 @@
+// The engine's HTTP routes (docs/http-api.md): the event API (/e/{key}), the REST API (/v1/*)
+// over the store, /health and /metrics. api_routes() is the one list the engine serves, so
+// tests can enumerate it (and check that each route refuses a caller without credentials).
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/http_server.hpp"
+#include "engine/ingest.hpp"
+#include "engine/run_control.hpp"
+#include "engine/store.hpp"
+
+namespace durable {
+
+// How many runs and events deleted one retention pass (or POST /v1/gc).
+struct GcResult {
+  int64_t runs_deleted = 0;
+  int64_t events_deleted = 0;
+};
+
+struct ApiServices {
+  Store& store;
+  Clock& clock;
+  EventIngestor& ingestor;
+  RunControl& control;
+  EventLimits limits;
+  std::function<std::string()> metrics;              // the Prometheus text of /metrics
+  std::function<GcResult(TimePoint cutoff)> collect;  // deletes what finished before cutoff
+};
+
+// The routes, their access rules and handlers. `services` may be null to list them only.
+std::vector<Route> api_routes(ApiServices* services, bool metrics_require_api_key);
+
+}  // namespace durable

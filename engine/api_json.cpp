@@ -1,0 +1,162 @@
+#include "engine/api_json.hpp"
+
+#include <map>
+
+namespace durable {
+
+namespace {
+
+nlohmann::json millis_or_null(const std::optional<TimePoint>& t) {
+  return t ? nlohmann::json(to_millis(*t)) : nlohmann::json(nullptr);
+}
+
+nlohmann::json parse_payload(const JournalEntry& e) {
+  return nlohmann::json::parse(e.payload, nullptr, /*allow_exceptions=*/false);
+}
+
+}  // namespace
+
+nlohmann::json run_json(const Run& run) {
+  return {{"id", run.id},
+          {"function_id", run.function_id},
+          {"event_id", run.event_id},
+          {"status", to_string(run.status)},
+          {"attempt", run.attempt},
+          {"created_at", to_millis(run.created_at)},
+          {"started_at", millis_or_null(run.started_at)},
+          {"ended_at", millis_or_null(run.ended_at)},
+          {"available_at", to_millis(run.available_at)},
+          {"output", run.output},
+          {"error", run.error},
+          {"replay_of", run.replay_of.empty() ? nlohmann::json(nullptr) : nlohmann::json(run.replay_of)}};
+}
+
+nlohmann::json event_json(const StoredEvent& e) {
+  return {{"id", e.id},
+          {"name", e.event.name},
+          {"data", e.event.data},
+          {"user", e.event.user},
+          {"ts", to_millis(e.event.ts)},
+          {"v", e.event.v.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.event.v)},
+          {"sender_id", e.event.id.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.event.id)},
+          {"duplicate", e.duplicate},
+          {"received_at", to_millis(e.received_at)}};
+}
+
+nlohmann::json function_json(const FunctionRecord& f) {
+  nlohmann::json j = f.config.is_object() ? f.config : nlohmann::json::object();
+  j["id"] = f.id;
+  j["name"] = f.name;
+  nlohmann::json triggers = nlohmann::json::array();
+  for (const auto& t : f.triggers) triggers.push_back({{"event", t}});
+  j["triggers"] = triggers;
+  j["registered_at"] = to_millis(f.registered_at);
+  j["registered_by"] = f.registered_by;
+  return j;
+}
+
+nlohmann::json steps_json(const std::vector<JournalEntry>& journal, TimePoint now, bool run_finished) {
+  std::vector<std::string> order;
+  std::map<std::string, nlohmann::json> steps;
+  bool cancelled = false;  // a run_cancelled entry not followed by run_resumed
+  int64_t cancelled_at = 0;
+  auto step = [&](const JournalEntry& e, const char* kind) -> nlohmann::json& {
+    auto [it, inserted] = steps.try_emplace(e.step_key);
+    if (inserted) {
+      order.push_back(e.step_key);
+      it->second = {{"key", e.step_key}, {"kind", kind},         {"status", nullptr},
+                    {"attempts", 0},     {"started_at", nullptr}, {"ended_at", nullptr},
+                    {"output", nullptr}, {"error", nullptr},      {"retry_at", nullptr},
+                    {"until", nullptr},  {"attempt_errors", nlohmann::json::array()}};
+    }
+    nlohmann::json& s = it->second;
+    if (s["started_at"].is_null() && e.started_at) s["started_at"] = to_millis(*e.started_at);
+    return s;
+  };
+  for (const JournalEntry& e : journal) {
+    switch (e.kind) {
+      case JournalKind::step_completed: {
+        nlohmann::json& s = step(e, "run");
+        s["status"] = "completed";
+        s["output"] = parse_payload(e);
+        s["error"] = nullptr;
+        s["retry_at"] = nullptr;
+        s["attempts"] = s["attempts"].get<int>() + 1;
+        s["ended_at"] = to_millis(e.recorded_at);
+        break;
+      }
+      case JournalKind::step_failed: {
+        nlohmann::json& s = step(e, "run");
+        nlohmann::json payload = parse_payload(e);
+        nlohmann::json error = payload.is_object() ? payload.value("error", nlohmann::json()) : nlohmann::json();
+        s["attempts"] = s["attempts"].get<int>() + 1;
+        s["attempt_errors"].push_back({{"attempt", e.attempt.value_or(0)}, {"error", error}, {"at", to_millis(e.recorded_at)}});
+        s["error"] = error;
+        if (payload.is_object() && payload.value("final", false)) {
+          s["status"] = "failed";
+          s["retry_at"] = nullptr;
+          s["ended_at"] = to_millis(e.recorded_at);
+        } else {
+          s["status"] = "retrying";
+          s["retry_at"] = payload.is_object() ? payload.value("retry_at", nlohmann::json()) : nlohmann::json();
+        }
+        break;
+      }
+      case JournalKind::sleep_scheduled: {
+        nlohmann::json& s = step(e, "sleep");
+        nlohmann::json payload = parse_payload(e);
+        int64_t until = payload.is_object() ? payload.value("until", int64_t{0}) : 0;
+        s["until"] = until;
+        s["started_at"] = to_millis(e.recorded_at);
+        bool pending = !run_finished && until > to_millis(now);
+        s["status"] = pending ? "sleeping" : "completed";
+        s["ended_at"] = pending ? nlohmann::json(nullptr) : nlohmann::json(until);
+        break;
+      }
+      case JournalKind::run_cancelled:
+        cancelled = true;
+        cancelled_at = to_millis(e.recorded_at);
+        break;
+      case JournalKind::run_resumed:
+        cancelled = false;
+        // What failed for good is tried again now, with fresh attempts.
+        for (auto& [key, s] : steps) {
+          if (s["status"] != "failed") continue;
+          s["status"] = "retrying";
+          s["retry_at"] = to_millis(e.recorded_at);
+          s["ended_at"] = nullptr;
+        }
+        break;
+      default:
+        break;
+    }
+  }
+  // A step the cancelled run was waiting on (a sleep not over, a retry not yet made) never
+  // ended by itself: it was cancelled with the run.
+  if (run_finished && cancelled) {
+    for (auto& [key, s] : steps) {
+      bool waiting = s["status"] == "retrying" || (s["kind"] == "sleep" && s["until"].get<int64_t>() > cancelled_at);
+      if (!waiting) continue;
+      s["status"] = "cancelled";
+      s["ended_at"] = cancelled_at;
+      s["retry_at"] = nullptr;
+    }
+  }
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& key : order) out.push_back(std::move(steps[key]));
+  return out;
+}
+
+nlohmann::json body_errors_json(const std::vector<JournalEntry>& journal) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const JournalEntry& e : journal) {
+    if (e.kind != JournalKind::body_failed) continue;
+    nlohmann::json payload = parse_payload(e);
+    out.push_back({{"attempt", e.attempt.value_or(0)},
+                   {"error", payload.is_object() ? payload.value("error", nlohmann::json()) : nlohmann::json()},
+                   {"at", to_millis(e.recorded_at)}});
+  }
+  return out;
+}
+
+}  // namespace durable
