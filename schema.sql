@@ -81,7 +81,7 @@ CREATE TABLE function_triggers (
   event       TEXT NOT NULL,
   prefix      INTEGER NOT NULL,
   function_id TEXT NOT NULL,
-  PRIMARY KEY (event, function_id)
+  PRIMARY KEY (event, prefix, function_id)
 ) WITHOUT ROWID;
 CREATE INDEX function_triggers_by_function ON function_triggers (function_id);
 

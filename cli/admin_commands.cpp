@@ -1,4 +1,4 @@
-// durable functions, gc, serve.
+// durable functions, unregister, gc, serve.
 #include <iostream>
 
 #include <fmt/format.h>
@@ -33,6 +33,20 @@ int functions(const Invocation& inv) {
                time_at(function, "registered_at"), string_at(function, "registered_by")});
   }
   std::cout << (table.empty() ? "no functions\n" : table.render());
+  return 0;
+}
+
+int unregister(const Invocation& inv) {
+  const auto& pos = inv.args.positionals;
+  if (pos.empty()) throw UsageError("missing the FUNCTION id");
+  if (pos.size() > 1) throw UsageError(fmt::format("unexpected argument '{}'", pos[1]));
+  const std::string& id = pos[0];
+  auto answer = inv.api().post("/v1/functions/" + path_segment(id) + "/unregister", nlohmann::json::object());
+  if (inv.json) {
+    print_json(answer);
+  } else {
+    std::cout << fmt::format("unregistered {}\n", id);
+  }
   return 0;
 }
 
@@ -83,6 +97,21 @@ Options:
 )",
        .options = {kUrlOption, kKeyOption, kJsonOption},
        .run = functions},
+      {.name = "unregister",
+       .summary = "forget a function removed from the code",
+       .help = R"(Usage: durable unregister FUNCTION [options]
+
+Removes FUNCTION and its triggers from the database, so that events no longer start runs
+for it (workers record their functions when they start; one removed from the code stays
+recorded until this). Its runs stay; cancel the queued ones with
+`durable cancel --function FUNCTION --status queued`. A worker that still has the function
+records it again when it starts.
+
+Options:
+  --json            print the API's JSON
+)",
+       .options = {kUrlOption, kKeyOption, kJsonOption},
+       .run = unregister},
       {.name = "gc",
        .summary = "delete finished runs and old events",
        .help = R"(Usage: durable gc --older-than DURATION [options]
@@ -107,10 +136,13 @@ Options:
   --database PATH   the SQLite database (default durable.db; created if missing)
   --port N          TCP port (default 8288; 0 picks a free one)
   --host H          address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
-  --api-key K       keys accepted by the /v1 API, comma-separated (default: DURABLE_API_KEY,
-                    else a random key, printed at start)
+  --api-key K       keys accepted by the /v1 API, comma-separated (default: DURABLE_API_KEY;
+                    without any, /v1 refuses every request)
   --event-key K     keys accepted by POST /e/{key}, comma-separated (default: DURABLE_EVENT_KEY,
                     else a random key, printed at start)
+
+Environment: DURABLE_ALERT_URL and DURABLE_ALERT_SECRET set the failure alert webhook.
+Prefer the environment variables to the key flags, which show in the process list.
 )",
        .options = {{"--database", true}, {"--port", true}, {"--host", true}, {"--api-key", true}, {"--event-key", true}},
        .run = serve},

@@ -5,7 +5,7 @@
 // runs emit no lifecycle events themselves, so an alert that cannot be delivered raises no
 // alert of its own.
 //
-// One of the three files that include httplib (with http_server.cpp and sdk/client.cpp).
+// One of the two engine files that include httplib (with http_server.cpp): it is an HTTP client.
 #include "engine/alert_webhook.hpp"
 
 #include <openssl/evp.h>
@@ -78,9 +78,9 @@ int post(const AlertUrl& url, const std::string& secret, const Clock& clock, con
 }  // namespace
 
 AlertUrl parse_alert_url(std::string_view text) {
-  auto invalid = [&](std::string_view why) {
-    return Error(fmt::format("alert webhook URL '{}' is invalid: {}", text, why));
-  };
+  // The URL is not repeated: webhook URLs often carry a credential (in the path, or as
+  // user:password), and this message may end up in logs.
+  auto invalid = [&](std::string_view why) { return Error(fmt::format("the alert webhook URL is invalid: {}", why)); };
   for (unsigned char c : text) {
     if (c <= ' ' || c == 0x7f) throw invalid("it contains a space or a control character");
   }

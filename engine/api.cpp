@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/api_json.hpp"
+#include "engine/log.hpp"
 #include "engine/request_error.hpp"
 
 namespace durable {
@@ -191,6 +192,13 @@ std::vector<Route> api_routes(ApiServices* api, bool metrics_require_api_key) {
     return json_response({{"functions", out}});
   });
 
+  add("POST", "/v1/functions/{id}/unregister", Access::api_key, [api](const HttpRequest& req) {
+    const std::string& id = req.path_params[0];
+    if (!api->store.unregister_function(id)) throw RequestError(404, fmt::format("no function with id '{}'", id));
+    log(LogLevel::info, "function unregistered", {{"function", id}});
+    return json_response({{"unregistered", id}});
+  });
+
   add("GET", "/v1/events", Access::api_key, [api](const HttpRequest& req) {
     EventFilter filter{query(req, "name"), query_time(req, "received_after"), query_time(req, "received_before")};
     int limit = query_limit(req);
@@ -229,7 +237,7 @@ std::vector<Route> api_routes(ApiServices* api, bool metrics_require_api_key) {
     nlohmann::json j = run_json(*run);
     j["event"] = event ? event_json(*event) : nlohmann::json(nullptr);
     j["replays"] = api->store.replays_of(id);
-    j["steps"] = steps_json(journal, api->clock.now(), is_finished(run->status));
+    j["steps"] = steps_json(journal, api->clock.now());
     j["body_errors"] = body_errors_json(journal);
     return json_response(j);
   });

@@ -9,16 +9,11 @@
 
 #include "engine/http_server.hpp"
 #include "engine/ingest.hpp"
+#include "engine/retention.hpp"
 #include "engine/run_control.hpp"
 #include "engine/store.hpp"
 
 namespace durable {
-
-// How many runs and events deleted one retention pass (or POST /v1/gc).
-struct GcResult {
-  int64_t runs_deleted = 0;
-  int64_t events_deleted = 0;
-};
 
 struct ApiServices {
   Store& store;

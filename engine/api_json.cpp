@@ -55,7 +55,18 @@ nlohmann::json function_json(const FunctionRecord& f) {
   return j;
 }
 
-nlohmann::json steps_json(const std::vector<JournalEntry>& journal, TimePoint now, bool run_finished) {
+nlohmann::json steps_json(const std::vector<JournalEntry>& journal, TimePoint now) {
+  // Whether the run had ended, from the journal itself, so the answer is consistent even if
+  // the run's row was read at another moment.
+  bool run_finished = false;
+  for (const JournalEntry& e : journal) {
+    if (e.kind == JournalKind::run_completed || e.kind == JournalKind::run_failed ||
+        e.kind == JournalKind::run_cancelled) {
+      run_finished = true;
+    } else if (e.kind == JournalKind::run_resumed) {
+      run_finished = false;
+    }
+  }
   std::vector<std::string> order;
   std::map<std::string, nlohmann::json> steps;
   bool cancelled = false;  // a run_cancelled entry not followed by run_resumed

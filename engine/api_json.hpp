@@ -19,7 +19,7 @@ nlohmann::json function_json(const FunctionRecord& function);
 // every failed attempt. Sleeps whose deadline is after `now` in an unfinished run are
 // "sleeping"; what a cancelled run was waiting for (a sleep, a retry) is "cancelled"; a step
 // that had failed for good is "retrying" again once the run is resumed.
-nlohmann::json steps_json(const std::vector<JournalEntry>& journal, TimePoint now, bool run_finished);
+nlohmann::json steps_json(const std::vector<JournalEntry>& journal, TimePoint now);
 
 // The errors of the attempts where the function threw outside any step.
 nlohmann::json body_errors_json(const std::vector<JournalEntry>& journal);

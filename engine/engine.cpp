@@ -42,19 +42,6 @@ std::string make_owner_id() {
   return fmt::format("{}:{}:{}", host, getpid(), random_hex(4));
 }
 
-// The configured keys, else those in the environment variable `env`, else one random key,
-// which is printed (a first run works at once, and says how to configure it).
-std::vector<std::string> split_keys(const char* text);
-std::vector<std::string> keys_or_default(std::vector<std::string> keys, const char* env, const char* what) {
-  if (keys.empty()) keys = split_keys(std::getenv(env));
-  if (keys.empty()) {
-    keys.push_back(random_hex(16));
-    std::fprintf(stderr, "durable: no %s configured (ServeOptions or %s); this run accepts the key %s\n", what, env,
-                 keys[0].c_str());
-  }
-  return keys;
-}
-
 std::vector<std::string> split_keys(const char* text) {
   std::vector<std::string> keys;
   std::string current;
@@ -68,6 +55,11 @@ std::vector<std::string> split_keys(const char* text) {
   }
   if (!current.empty()) keys.push_back(current);
   return keys;
+}
+
+// The configured keys, else those in the environment variable `env`.
+std::vector<std::string> configured_keys(std::vector<std::string> keys, const char* env) {
+  return keys.empty() ? split_keys(std::getenv(env)) : keys;
 }
 
 // serve() waits on a pipe that the signal handler writes to: the one async-signal-safe way
@@ -92,6 +84,7 @@ class Engine::Impl {
     set_log_level(parse_log_level(options_.log_level));
     if (options_.workers < 1) throw Error("EngineOptions::workers must be at least 1");
     if (options_.lease_ttl < std::chrono::milliseconds(100)) throw Error("EngineOptions::lease_ttl must be at least 100 ms");
+    if (options_.retention.count() < 0) throw Error("EngineOptions::retention must not be negative (0 keeps everything)");
     if (options_.poll_interval < std::chrono::milliseconds(1)) throw Error("EngineOptions::poll_interval must be positive");
     register_alert_webhook(functions_, options_.alert_webhook, clock_);
     store_ = std::make_unique<SqliteStore>(SqliteStoreOptions{.path = options_.database, .durability = options_.durability});
@@ -161,8 +154,19 @@ class Engine::Impl {
 
   int listen(ServeOptions options) {
     start();
-    HttpKeys keys{keys_or_default(options.event_keys, "DURABLE_EVENT_KEY", "event key"),
-                  keys_or_default(options.api_keys, "DURABLE_API_KEY", "API key")};
+    HttpKeys keys{configured_keys(options.event_keys, "DURABLE_EVENT_KEY"),
+                  configured_keys(options.api_keys, "DURABLE_API_KEY")};
+    if (keys.event_keys.empty()) {
+      // A first run works at once, and says how to configure it. (An event key only lets its
+      // holder send events; no API key is ever made up, since one controls every run.)
+      keys.event_keys.push_back(random_hex(16));
+      std::fprintf(stderr, "durable: no event key configured (ServeOptions::event_keys or DURABLE_EVENT_KEY); "
+                           "this run accepts the key %s\n", keys.event_keys[0].c_str());
+    }
+    if (keys.api_keys.empty()) {
+      log(LogLevel::warn, "no API key configured (ServeOptions::api_keys or DURABLE_API_KEY): the REST API /v1 "
+                          "refuses every request");
+    }
     std::lock_guard lock(mu_);
     if (http_) throw Error("the HTTP API is already listening");
     if (stopped_) throw Error("the engine was stopped");
@@ -224,6 +228,7 @@ class Engine::Impl {
     // period must not lose its run to another process meanwhile.
     Scheduler* scheduler = scheduler_ptr();
     if (scheduler) scheduler->stop_claiming();
+    retention_->stop();
     stop_was_clean_ = executor_->stop(grace);
     if (scheduler) scheduler->stop();
     return stop_was_clean_;

@@ -1,7 +1,7 @@
 #include "engine/http_server.hpp"
 
-// The only engine file that includes httplib (it is large, and its types stay out of every
-// other translation unit).
+// With alert_webhook.cpp (a client), the only engine file that includes httplib (it is large,
+// and its types stay out of every other translation unit).
 #include <httplib.h>
 #include <sys/socket.h>
 
@@ -70,7 +70,8 @@ bool equal_constant_time(std::string_view a, std::string_view b) {
 }
 
 HttpResponse error_response(int status, const std::string& message) {
-  return HttpResponse{status, nlohmann::json{{"error", message}}.dump()};
+  // The message may quote the request (an id, a parameter), which may not be valid UTF-8.
+  return HttpResponse{status, nlohmann::json{{"error", message}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
 }
 
 HttpServer::HttpServer(const ServeOptions& options, HttpKeys keys, std::vector<Route> routes)
@@ -145,6 +146,11 @@ bool HttpServer::authorized(Access access, const HttpRequest& request, HttpRespo
       response = error_response(401, "unknown event key");
       return false;
     case Access::api_key: {
+      if (keys_.api_keys.empty()) {
+        response = error_response(401, "this server has no API key configured: start it with DURABLE_API_KEY "
+                                       "(or ServeOptions::api_keys) set");
+        return false;
+      }
       std::string auth = request.header("Authorization");
       constexpr std::string_view kBearer = "bearer ";
       if (auth.empty()) {

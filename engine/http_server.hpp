@@ -54,8 +54,8 @@ struct Route {
 };
 
 struct HttpKeys {
-  std::vector<std::string> event_keys;  // must not be empty if a route needs one
-  std::vector<std::string> api_keys;    // must not be empty if a route needs one
+  std::vector<std::string> event_keys;  // none: every event_key route answers 401
+  std::vector<std::string> api_keys;    // none: every api_key route answers 401, saying so
 };
 
 class HttpServer {

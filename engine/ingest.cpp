@@ -126,6 +126,12 @@ std::vector<std::string> EventIngestor::ingest(std::vector<Event> events, std::s
   TimePoint now = clock_.now();
   std::optional<std::vector<std::string>> seeded;
   if (!id_seed.empty()) seeded = event_ids_from_seed(id_seed, events.size());
+  // Ids begin with their time, and listings and retention take that for the time the event
+  // was received: a seed from a clock far from ours is not used.
+  if (seeded && !seeded->empty() &&
+      ((*seeded)[0] < id_floor(now - kSeedClockTolerance) || (*seeded)[0] >= id_floor(now + kSeedClockTolerance))) {
+    seeded.reset();
+  }
   std::vector<IngestStore::Item> items;
   items.reserve(events.size());
   int run_count = 0;

@@ -41,6 +41,10 @@ void validate_event(const Event& event);
 // How long a sender's event id deduplicates later events with the same id.
 constexpr std::chrono::hours kDedupWindow{24};
 
+// How far the time in an x-inngest-event-id-seed may be from this engine's clock for the ids
+// derived from it to be used (see EventIngestor::ingest).
+constexpr std::chrono::hours kSeedClockTolerance{1};
+
 class EventIngestor {
  public:
   struct Options {

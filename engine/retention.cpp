@@ -15,7 +15,7 @@ Retention::~Retention() { stop(); }
 
 void Retention::start() {
   std::lock_guard lock(mu_);
-  if (thread_.joinable() || stopping_ || options_.max_age.count() == 0) return;
+  if (thread_.joinable() || stopping_.load() || options_.max_age.count() <= 0) return;
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -31,16 +31,15 @@ void Retention::stop() {
 GcResult Retention::collect(TimePoint cutoff) {
   GcResult result;
   // Runs first: their events become unreferenced, and go in the same pass.
-  for (int n = options_.batch; n == options_.batch;) {
+  // Each batch is its own write: the engine's commits queued meanwhile go in between.
+  for (int n = options_.batch; n == options_.batch && !stopping_.load();) {
     n = store_.delete_finished_runs(cutoff, options_.batch);
     result.runs_deleted += n;
-    std::this_thread::yield();  // let waiting commits in between batches
   }
   TimePoint event_cutoff = std::min(cutoff, clock_.now() - kDedupWindow);
-  for (int n = options_.batch; n == options_.batch;) {
+  for (int n = options_.batch; n == options_.batch && !stopping_.load();) {
     n = store_.delete_unreferenced_events(event_cutoff, options_.batch);
     result.events_deleted += n;
-    std::this_thread::yield();
   }
   if (result.runs_deleted > 0 || result.events_deleted > 0) {
     log(LogLevel::info, "retention deleted old runs and events",
@@ -52,7 +51,7 @@ GcResult Retention::collect(TimePoint cutoff) {
 void Retention::loop() {
   name_this_thread("durable-gc");
   std::unique_lock lock(mu_);
-  while (!stopping_) {
+  while (!stopping_.load()) {
     lock.unlock();
     try {
       collect(clock_.now() - options_.max_age);
@@ -61,7 +60,7 @@ void Retention::loop() {
     }
     lock.lock();
     // Real time: retention is housekeeping, not part of any run's schedule.
-    cv_.wait_for(lock, options_.interval, [this] { return stopping_; });
+    cv_.wait_for(lock, options_.interval, [this] { return stopping_.load(); });
   }
 }
 

@@ -4,15 +4,21 @@
 // wait long. A background thread does it periodically; POST /v1/gc (`durable gc`) on demand.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
 
-#include "engine/api.hpp"
 #include "engine/store.hpp"
 
 namespace durable {
+
+// How many runs and events one retention pass (or POST /v1/gc) deleted.
+struct GcResult {
+  int64_t runs_deleted = 0;
+  int64_t events_deleted = 0;
+};
 
 struct RetentionOptions {
   std::chrono::milliseconds max_age{std::chrono::hours(24 * 30)};  // 0: keep everything
@@ -28,6 +34,8 @@ class Retention {
 
   // Starts the background passes (none when max_age is 0). Idempotent.
   void start();
+  // Stops the thread, and makes a collect() in progress (and every later one) return after
+  // its current batch. Idempotent.
   void stop();
 
   // Deletes runs that finished before `cutoff` and the events, received before `cutoff`,
@@ -43,7 +51,7 @@ class Retention {
   Clock& clock_;
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;  // guarded by mu_
+  std::atomic<bool> stopping_{false};  // set under mu_ (the thread waits on cv_ with it)
   std::thread thread_;
 };
 

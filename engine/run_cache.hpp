@@ -3,8 +3,9 @@
 // event back (Temporal's sticky workflow cache does the same for workflow histories).
 //
 // A cached journal is used only if nobody else touched the run meanwhile, which the lease
-// epoch tells exactly: only a lease holder appends to a journal, and every claim and every
-// recovery advances the epoch by one. So if this process suspended the run at epoch e and
+// epoch tells exactly: only a lease holder appends to a journal (an operator's cancel or
+// resume appends too, but advances the epoch in the same transaction), and every claim and
+// every recovery advances the epoch by one. So if this process suspended the run at epoch e and
 // now claims it at epoch e + 1, its journal is what this process left.
 #pragma once
 

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "engine/function_registry.hpp"
 #include "engine/json_text.hpp"
 #include "engine/log.hpp"
 #include "engine/request_error.hpp"
@@ -53,7 +54,10 @@ Run RunControl::cancel(const std::string& run_id) {
 
 Run RunControl::resume(const std::string& run_id) {
   Run before = must_find(run_id);
-  check_registered(before.function_id, store_.list_functions());
+  // Only a run that can be resumed is worth the check that some process will execute it.
+  if (before.status == RunStatus::failed || before.status == RunStatus::cancelled) {
+    check_registered(before.function_id, store_.list_functions());
+  }
   auto result = store_.resume_run(run_id, clock_.now());
   if (result == RunAdmin::Change::not_found) throw RequestError(404, fmt::format("no run with id '{}'", run_id));
   if (result == RunAdmin::Change::refused) {
@@ -81,9 +85,12 @@ NewRun RunControl::replay_of(const Run& original, const ReplayOptions& options) 
   NewRun run{.id = ids_.next(clock_.now()), .function_id = original.function_id, .event_id = original.event_id,
              .replay_of = original.id};
   nlohmann::json started{{"replay_of", original.id}};
-  std::vector<JournalEntry> journal = store_.load_journal(original.id);
+  // The journal is needed to copy steps, and by a failure handler's run, which gets the
+  // failure it handles from its run_started entry; a bulk replay reads no other.
+  bool failure_handler = original.function_id.ends_with(FunctionRegistry::kFailureSuffix);
+  std::vector<JournalEntry> journal;
+  if (failure_handler || !options.from_step.empty()) journal = store_.load_journal(original.id);
   if (!journal.empty() && journal[0].kind == JournalKind::run_started) {
-    // A failure handler's run gets the failure it handles from its run_started entry.
     nlohmann::json original_start = nlohmann::json::parse(journal[0].payload, nullptr, false);
     if (original_start.is_object() && original_start.contains("failure")) started["failure"] = original_start["failure"];
   }

@@ -142,11 +142,18 @@ bool RunExecution::load() {
     return false;
   }
   // A replay starts with the steps it copied from the original run.
-  if (next_seq_ == 1 + started_payload_.value("copied", 0) && claim_.attempt == 0) {
+  starting_ = next_seq_ == 1 + started_payload_.value("copied", 0) && claim_.attempt == 0;
+  return true;
+}
+
+void RunExecution::lease_confirmed() {
+  lease_confirmed_ = true;
+  // Reported only now: a run cancelled while it waited for a worker never started.
+  if (starting_) {
+    starting_ = false;
     log(LogLevel::info, "run started", {{"run", claim_.run_id}, {"function", claim_.function_id}});
     env_.metrics.run_started(claim_.function_id);
   }
-  return true;
 }
 
 void RunExecution::call_function() {
@@ -273,7 +280,7 @@ void RunExecution::confirm_lease() {
         {{"run", claim_.run_id}, {"function", claim_.function_id}});
     throw Suspend{};
   }
-  lease_confirmed_ = true;
+  lease_confirmed();
 }
 
 void RunExecution::flush() {
@@ -379,7 +386,7 @@ bool RunExecution::append(std::vector<JournalEntry> entries, std::optional<RunTr
     return false;
   }
   next_seq_ += static_cast<int64_t>(c.entries.size());
-  lease_confirmed_ = true;
+  lease_confirmed();
   journal_.insert(journal_.end(), std::make_move_iterator(c.entries.begin()), std::make_move_iterator(c.entries.end()));
   return true;
 }

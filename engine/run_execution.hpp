@@ -16,8 +16,8 @@
 
 #include "engine/function_registry.hpp"
 #include "engine/ids.hpp"
-#include "engine/retry_policy.hpp"
 #include "engine/metrics.hpp"
+#include "engine/retry_policy.hpp"
 #include "engine/run_cache.hpp"
 #include "engine/store.hpp"
 
@@ -72,6 +72,10 @@ class RunExecution final : public Runtime {
   // Throws Suspend unless the run is still held under our lease epoch, checked once per
   // execution before its first step body when nothing was committed yet.
   void confirm_lease();
+  // A commit or a check showed the run is ours; a fresh run is reported started then.
+  void lease_confirmed();
+  // The step body now running ended this way (see Metrics::step_finished).
+  void count_step(std::string_view outcome);
   // Commits the pending entries, then `entries` (numbering them all), with `transition`.
   // Returns false, and sets fenced or abandoned, if the commit was refused or failed: the
   // execution must then stop. Never throws for a store failure: user code must not see one
@@ -98,6 +102,7 @@ class RunExecution final : public Runtime {
   const RegisteredFunction* function_ = nullptr;
   State state_ = State::running;
   bool lease_confirmed_ = false;  // a commit or a check showed the run is ours (see confirm_lease)
+  bool starting_ = false;         // a fresh run, not yet reported started (see lease_confirmed)
   int64_t next_seq_ = 0;
   std::vector<JournalEntry> journal_;   // as loaded, plus every entry this execution committed
   std::shared_ptr<const Event> event_;  // the event that started the run
@@ -119,8 +124,6 @@ class RunExecution final : public Runtime {
   std::unordered_set<std::string> used_keys_;
   std::unordered_map<std::string, TimePoint> step_started_at_;     // keys being run now
   std::chrono::steady_clock::time_point step_began_;               // the body running now, for metrics
-  // The step body now running ended this way (see Metrics::step_finished).
-  void count_step(std::string_view outcome);
 };
 
 }  // namespace durable

@@ -139,6 +139,29 @@ StoredEvent read_event(const Statement& s, int first_col) {
   return e;
 }
 
+// Binds `binds` to parameters 1, 2, ...; returns the next parameter's index.
+int bind_all(Statement& s, const std::vector<std::string>& binds) {
+  int i = 1;
+  for (const auto& b : binds) s.bind(i++, b);
+  return i;
+}
+
+// The next free seq of a run's journal. Only for operator actions, which take the run from
+// whoever holds it (by advancing the epoch in the same transaction), so nobody else appends.
+int64_t next_seq(SqliteDb& db, std::string_view run_id) {
+  StatementScope s(db.cached("SELECT COALESCE(MAX(seq), -1) + 1 FROM journal WHERE run_id = ?"));
+  s->bind(1, run_id);
+  s->step();
+  return s->get_int(0);
+}
+
+// Why an operator's change to a run changed nothing: the run is in the wrong state, or absent.
+RunAdmin::Change refused_or_not_found(SqliteDb& db, std::string_view run_id) {
+  StatementScope exists(db.cached("SELECT 1 FROM runs WHERE id = ?"));
+  exists->bind(1, run_id);
+  return exists->step() ? RunAdmin::Change::refused : RunAdmin::Change::not_found;
+}
+
 constexpr const char* kEventColumns = "id, name, data, user_data, ts, v, dedup_key, duplicate, received_at";
 
 constexpr const char* kRunColumns =
@@ -420,7 +443,8 @@ JournalStore::CommitResult SqliteStore::commit(const Commit& c) {
     result = CommitResult::committed;
     // Fencing: the run must still be running under our lease epoch. The check is folded into
     // the first statement, so the common commit (one step's result) is a single INSERT, and
-    // a refused check changes nothing. Only the lease holder appends, and the epoch changes
+    // a refused check changes nothing. Only the lease holder appends (operators' entries
+    // advance the epoch in their transaction, see cancel_runs), and the epoch changes
     // with every claim, so the holder's numbering is the journal's; the primary key
     // (run_id, seq) refuses an entry written twice.
     size_t first_plain_entry = 0;
@@ -536,6 +560,15 @@ std::vector<FunctionRecord> SqliteStore::list_functions() {
   });
 }
 
+bool SqliteStore::unregister_function(std::string_view id) {
+  bool found = false;
+  writer_->write([&](SqliteDb& db) {
+    db.cached("DELETE FROM function_triggers WHERE function_id = ?").bind(1, id).exec();
+    found = db.cached("DELETE FROM functions WHERE id = ?").bind(1, id).exec() > 0;
+  });
+  return found;
+}
+
 std::vector<Run> SqliteStore::list_runs(const RunFilter& filter, int limit, std::string_view before_id) {
   std::vector<std::string> binds;
   std::string sql = std::string("SELECT ") + kRunColumns + " FROM runs WHERE 1" + run_filter_sql(filter, binds);
@@ -547,9 +580,7 @@ std::vector<Run> SqliteStore::list_runs(const RunFilter& filter, int limit, std:
   return read([&](SqliteDb& db) {
     std::vector<Run> runs;
     Statement s(db.handle(), sql);
-    int i = 1;
-    for (const auto& b : binds) s.bind(i++, b);
-    s.bind(i, limit);
+    s.bind(bind_all(s, binds), limit);
     while (s.step()) runs.push_back(read_run(s));
     return runs;
   });
@@ -560,8 +591,7 @@ int64_t SqliteStore::count_runs(const RunFilter& filter) {
   std::string sql = "SELECT count(*) FROM runs WHERE 1" + run_filter_sql(filter, binds);
   return read([&](SqliteDb& db) {
     Statement s(db.handle(), sql);
-    int i = 1;
-    for (const auto& b : binds) s.bind(i++, b);
+    bind_all(s, binds);
     s.step();
     return s.get_int(0);
   });
@@ -601,21 +631,10 @@ std::vector<StoredEvent> SqliteStore::list_events(const EventFilter& filter, int
   return read([&](SqliteDb& db) {
     std::vector<StoredEvent> events;
     Statement s(db.handle(), sql);
-    int i = 1;
-    for (const auto& b : binds) s.bind(i++, b);
-    s.bind(i, limit);
+    s.bind(bind_all(s, binds), limit);
     while (s.step()) events.push_back(read_event(s, 0));
     return events;
   });
-}
-
-// The next free seq of a run's journal. Only for operator actions, which take the run from
-// whoever holds it (by advancing the epoch in the same transaction), so nobody else appends.
-static int64_t next_seq(SqliteDb& db, std::string_view run_id) {
-  StatementScope s(db.cached("SELECT COALESCE(MAX(seq), -1) + 1 FROM journal WHERE run_id = ?"));
-  s->bind(1, run_id);
-  s->step();
-  return s->get_int(0);
 }
 
 std::vector<RunAdmin::Change> SqliteStore::cancel_runs(const std::vector<std::string>& run_ids, TimePoint now) {
@@ -630,9 +649,7 @@ std::vector<RunAdmin::Change> SqliteStore::cancel_runs(const std::vector<std::st
                         .bind(1, id).bind(2, to_millis(now))
                         .exec();
       if (changed == 0) {
-        StatementScope exists(db.cached("SELECT 1 FROM runs WHERE id = ?"));
-        exists->bind(1, id);
-        results.push_back(exists->step() ? Change::refused : Change::not_found);
+        results.push_back(refused_or_not_found(db, id));
         continue;
       }
       insert_entry(db, id, JournalEntry{.seq = next_seq(db, id), .kind = JournalKind::run_cancelled,
@@ -653,9 +670,7 @@ RunAdmin::Change SqliteStore::resume_run(std::string_view run_id, TimePoint now)
                       .bind(1, run_id).bind(2, to_millis(now))
                       .exec();
     if (changed == 0) {
-      StatementScope exists(db.cached("SELECT 1 FROM runs WHERE id = ?"));
-      exists->bind(1, run_id);
-      result = exists->step() ? Change::refused : Change::not_found;
+      result = refused_or_not_found(db, run_id);
       return;
     }
     result = Change::done;

@@ -57,6 +57,7 @@ class SqliteStore final : public Store {
 
   void register_functions(const std::vector<FunctionRecord>& functions) override;
   std::vector<FunctionRecord> list_functions() override;
+  bool unregister_function(std::string_view id) override;
 
   std::vector<Run> list_runs(const RunFilter& filter, int limit, std::string_view before_id) override;
   int64_t count_runs(const RunFilter& filter) override;

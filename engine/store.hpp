@@ -211,6 +211,9 @@ class FunctionStore {
   virtual void register_functions(const std::vector<FunctionRecord>& functions) = 0;
   // Every recorded function, by id.
   virtual std::vector<FunctionRecord> list_functions() = 0;
+  // Forgets a function and its triggers (it was removed from the code): events no longer
+  // start runs for it, until a process registers it again. False if it was not recorded.
+  virtual bool unregister_function(std::string_view id) = 0;
 };
 
 // Which runs a listing or a bulk action covers. Empty fields match everything.

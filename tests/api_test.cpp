@@ -412,6 +412,34 @@ TEST_SUITE("api") {
     CHECK(anonymous.Get("/v1/runs/" + run_id, {{"Authorization", "Bearer api-key-2"}})->status == 200);
   }
 
+  TEST_CASE("a function unregistered no longer gets runs from events ingested by other processes") {
+    Server s;
+    // Another process on the database, with no functions of its own (like `durable serve`).
+    Engine other(engine_options(s.dir.file("t.db"), s.clock));
+    CHECK(other.runs_for_event(other.send(Event{.name = "test/sleep"})).size() == 1);
+    auto answer = s.post("/v1/functions/sleeper/unregister", "");
+    CHECK(answer["unregistered"] == "sleeper");
+    for (const auto& f : s.get("/v1/functions")["functions"]) CHECK(f["id"] != "sleeper");
+    CHECK(other.runs_for_event(other.send(Event{.name = "test/sleep"})).empty());
+    CHECK(other.runs_for_event(other.send(Event{.name = "test/steps"})).size() == 1);  // the others stay
+    s.post("/v1/functions/sleeper/unregister", "", 404);
+  }
+
+  TEST_CASE("without any API key configured, /v1 refuses every request and says how to configure one") {
+    unsetenv("DURABLE_API_KEY");
+    TempDir dir;
+    Engine engine(engine_options(dir.file("t.db"), std::make_shared<ManualClock>()));
+    define_functions(engine);
+    int port = engine.listen({.port = 0, .event_keys = {kEventKey}});
+    httplib::Client http("127.0.0.1", port);
+    for (const char* key : {"", "anything"}) {
+      if (*key) http.set_bearer_token_auth(key);
+      auto answer = parse_answer(http.Get("/v1/runs"), 401);
+      CHECK(answer["error"].get<std::string>().find("DURABLE_API_KEY") != std::string::npos);
+    }
+    CHECK(http.Get("/health")->status == 200);
+  }
+
   TEST_CASE("/metrics needs the API key when ServeOptions::metrics_require_api_key is set") {
     for (const Route& r : api_routes(nullptr, true)) {
       if (r.path == "/metrics") CHECK(r.access == Access::api_key);
@@ -442,6 +470,8 @@ TEST_SUITE("api") {
         {"GET", "/v1/runs?limit=1001", "", 400, "\"limit\" must be between 1 and 1000"},
         {"GET", "/v1/runs?limit=ten", "", 400, "\"limit\" must be an integer"},
         {"GET", "/v1/runs?status=done", "", 400, "unknown status 'done'"},
+        {"GET", "/v1/runs?status=%FF", "", 400, "unknown status"},  // not UTF-8: still a JSON answer
+        {"GET", "/v1/runs/%FF%FE", "", 404, "no run with id"},
         {"GET", "/v1/runs?started_after=yesterday", "", 400, "\"started_after\""},
         {"GET", "/v1/runs?started_before=99999999999999999", "", 400, "\"started_before\""},
         {"GET", "/v1/runs?started_after=-1", "", 400, "\"started_after\""},

@@ -486,6 +486,14 @@ TEST_SUITE("cli") {
     CHECK(contains(functions.out, "test/greet"));
     CHECK(contains(functions.out, "napper"));
     CHECK(contains(functions.out, "greet-failure  failures of greet  "));
+    auto unregistered = s.cli({"unregister", "napper"});
+    REQUIRE_MESSAGE(unregistered.exit_code == 0, unregistered.err);
+    CHECK(unregistered.out == "unregistered napper\n");
+    CHECK(!contains(s.cli({"functions"}).out, "napper"));
+    auto again = s.cli({"unregister", "napper"});
+    CHECK(again.exit_code == 1);
+    CHECK(contains(again.err, "no function with id 'napper'"));
+    CHECK(s.cli({"unregister"}).exit_code == 2);
 
     auto kept = s.cli({"gc", "--older-than", "7d"});
     REQUIRE_MESSAGE(kept.exit_code == 0, kept.err);

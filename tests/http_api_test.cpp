@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include "engine/event_id_seed.hpp"
 #include "engine/sqlite.hpp"
 #include "tests/testing.hpp"
 
@@ -189,6 +190,31 @@ TEST_SUITE("http_api") {
     s.clock->advance(1h + 1ms);  // 24 h after the first
     auto after = body_of(s.post("/e/key-1", R"({"name":"test/pay","id":"charge-42"})"));
     CHECK(s.engine.runs_for_event(after["ids"][0].get<std::string>()).size() == 1);
+  }
+
+  TEST_CASE("an Inngest id seed gives the same ids again, unless its time is more than an hour from the engine's") {
+    Server s;
+    auto post_seeded = [&](int64_t millis) {
+      std::string seed = std::to_string(millis) + ",AAECAwQFBgcICQ==";
+      auto res = s.http->Post("/e/key-1", {{"x-inngest-event-id-seed", seed}}, R"({"name":"test/seeded"})",
+                              "application/json");
+      REQUIRE(res);
+      REQUIRE(res->status == 200);
+      return std::make_pair(nlohmann::json::parse(res->body)["ids"][0].get<std::string>(),
+                            event_ids_from_seed(seed, 1)->at(0));
+    };
+    int64_t now = to_millis(s.clock->now());
+    auto [first, seeded] = post_seeded(now - 59 * 60 * 1000);
+    CHECK(first == seeded);
+    auto [again, _] = post_seeded(now - 59 * 60 * 1000);
+    CHECK(again == first);  // a retried send: nothing new
+    CHECK(s.count("events") == 1);
+    CHECK(s.engine.runs_for_event(first).size() == 1);
+    for (int64_t far : {now - 61 * 60 * 1000, now + 61 * 60 * 1000}) {
+      auto [id, from_seed] = post_seeded(far);
+      CHECK(id != from_seed);  // fresh ids: listings and retention read an id's time as its reception
+    }
+    CHECK(s.count("events") == 3);
   }
 
   TEST_CASE("GET /health answers without a key; unknown routes answer 404 in JSON") {

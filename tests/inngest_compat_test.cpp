@@ -110,9 +110,11 @@ nlohmann::json run_send_mjs(const TempDir& dir, const std::string& node, const s
 }
 
 // An engine on a manual clock whose function "compat" echoes the data of `event_name`
-// events, serving the event API on a free port of 127.0.0.1.
+// events, serving the event API on a free port of 127.0.0.1. The clock starts at the real
+// time: the SDK's id seeds carry its clock, and the engine uses them only when they are close
+// to its own.
 struct Server {
-  explicit Server(const std::string& event_name) : clock(std::make_shared<ManualClock>()),
+  explicit Server(const std::string& event_name) : clock(std::make_shared<ManualClock>(SystemClock().now())),
                                                    engine(engine_options(dir.file("t.db"), clock)) {
     engine.function({.id = "compat"}, on_event(event_name), [](Context& ctx) { return ctx.event.data; });
     port = engine.listen({.host = "127.0.0.1", .port = 0, .event_keys = {kEventKey}});

@@ -82,7 +82,7 @@ struct ServeOptions {
   // DURABLE_EVENT_KEY environment variable, else one random key, printed at start.
   std::vector<std::string> event_keys;
   // Keys accepted by the REST API (/v1/*) in "Authorization: Bearer <key>". Default (empty):
-  // the comma-separated keys in DURABLE_API_KEY, else one random key, printed at start.
+  // the comma-separated keys in DURABLE_API_KEY; without any, /v1 refuses every request.
   std::vector<std::string> api_keys;
   // Whether GET /metrics needs an API key too. Default: false (Prometheus scrapes it).
   bool metrics_require_api_key = false;
