@@ -77,17 +77,24 @@ int main(int argc, char** argv) {
                                         .app_db = config.app_db,
                                         .cool_down = std::chrono::seconds(config.cool_down_seconds)});
 
-    const char* env_key = std::getenv("DURABLE_EVENT_KEY");
-    std::string key = env_key && *env_key ? env_key : "local-dev-key";
+    // Local development keys unless the environment sets real ones.
+    auto env_or = [](const char* name, const char* fallback) {
+      const char* value = std::getenv(name);
+      return std::string(value && *value ? value : fallback);
+    };
+    std::string key = env_or("DURABLE_EVENT_KEY", "local-dev-key");
+    std::string api_key = env_or("DURABLE_API_KEY", "local-dev-api-key");
     std::string sample = DURABLE_SAMPLE_IMAGE;  // the picture that ships with the example
     std::cout << fmt::format(
                      "\nprofile_image: send an event with\n\n"
                      "  curl -d '{{\"name\":\"image/profile.uploaded\",\"data\":{{\"userId\":\"u_1\",\"image\":\"{}\"}}}}' "
                      "http://127.0.0.1:{}/e/{}\n\n"
+                     "and watch its run with the CLI (docs/cli.md):\n\n"
+                     "  DURABLE_API_KEY={} build/durable --url http://127.0.0.1:{} runs\n\n"
                      "thumbnails go to {}; URLs to the users table of {}. Ctrl-C stops.\n",
-                     sample, config.port, key, public_dir, config.app_db)
+                     sample, config.port, key, api_key, config.port, public_dir, config.app_db)
               << std::flush;
-    return engine.serve({.port = config.port, .event_keys = {key}});
+    return engine.serve({.port = config.port, .event_keys = {key}, .api_keys = {api_key}});
   } catch (const std::exception& e) {
     std::cerr << "profile_image: " << e.what() << "\n";
     return 1;
