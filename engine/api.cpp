@@ -158,6 +158,12 @@ nlohmann::json bulk_json(const BulkResult& r) {
   return j;
 }
 
+StoredEvent must_find_event(ApiServices& api, const std::string& id) {
+  auto event = api.store.find_event(id);
+  if (!event) throw RequestError(404, fmt::format("no event with id '{}'", id));
+  return *event;
+}
+
 nlohmann::json runs_json(const std::vector<Run>& runs) {
   nlohmann::json out = nlohmann::json::array();
   for (const Run& r : runs) out.push_back(run_json(r));
@@ -209,14 +215,10 @@ std::vector<Route> api_routes(ApiServices* api, bool metrics_require_api_key) {
     return json_response({{"events", out}, {"next_cursor", cursor_json(next)}});
   });
   add("GET", "/v1/events/{id}", Access::api_key, [api](const HttpRequest& req) {
-    auto event = api->store.find_event(req.path_params[0]);
-    if (!event) throw RequestError(404, fmt::format("no event with id '{}'", req.path_params[0]));
-    return json_response(event_json(*event));
+    return json_response(event_json(must_find_event(*api, req.path_params[0])));
   });
   add("GET", "/v1/events/{id}/runs", Access::api_key, [api](const HttpRequest& req) {
-    if (!api->store.find_event(req.path_params[0])) {
-      throw RequestError(404, fmt::format("no event with id '{}'", req.path_params[0]));
-    }
+    must_find_event(*api, req.path_params[0]);
     return json_response({{"runs", runs_json(api->store.runs_for_event(req.path_params[0]))}});
   });
 

@@ -13,6 +13,10 @@ namespace durable {
 
 namespace {
 
+RequestError no_such_run(const std::string& run_id) {
+  return RequestError(404, fmt::format("no run with id '{}'", run_id));
+}
+
 bool is_step_entry(JournalKind kind) {
   return kind == JournalKind::step_completed || kind == JournalKind::step_failed ||
          kind == JournalKind::sleep_scheduled;
@@ -35,13 +39,13 @@ RunControl::RunControl(Store& store, Clock& clock, IdGenerator& ids, Metrics& me
 
 Run RunControl::must_find(const std::string& run_id) {
   std::optional<Run> run = store_.find_run(run_id);
-  if (!run) throw RequestError(404, fmt::format("no run with id '{}'", run_id));
+  if (!run) throw no_such_run(run_id);
   return *run;
 }
 
 Run RunControl::cancel(const std::string& run_id) {
   auto result = store_.cancel_runs({run_id}, clock_.now()).at(0);
-  if (result == RunAdmin::Change::not_found) throw RequestError(404, fmt::format("no run with id '{}'", run_id));
+  if (result == RunAdmin::Change::not_found) throw no_such_run(run_id);
   Run run = must_find(run_id);
   if (result == RunAdmin::Change::refused) {
     throw RequestError(409, fmt::format("run '{}' is already {}: only a run that has not finished can be cancelled",
@@ -59,7 +63,7 @@ Run RunControl::resume(const std::string& run_id) {
     check_registered(before.function_id, store_.list_functions());
   }
   auto result = store_.resume_run(run_id, clock_.now());
-  if (result == RunAdmin::Change::not_found) throw RequestError(404, fmt::format("no run with id '{}'", run_id));
+  if (result == RunAdmin::Change::not_found) throw no_such_run(run_id);
   if (result == RunAdmin::Change::refused) {
     throw RequestError(409, fmt::format("run '{}' is {}: only a failed or cancelled run can be resumed (replay it instead)",
                                         run_id, to_string(must_find(run_id).status)));
