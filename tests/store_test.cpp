@@ -5,6 +5,7 @@
 
 #include <doctest/doctest.h>
 
+#include "engine/ids.hpp"
 #include "engine/sqlite.hpp"
 #include "engine/sqlite_store.hpp"
 #include "tests/testing.hpp"
@@ -45,6 +46,56 @@ JournalEntry step_entry(int64_t seq, const std::string& key, const std::string& 
 Commit step_commit(const ClaimedRun& run, int64_t seq, const std::string& key, TimePoint at) {
   return Commit{.run_id = run.run_id, .lease_epoch = run.lease_epoch,
                 .entries = {step_entry(seq, key, "1", at)}, .now = at};
+}
+
+// An id made at `t`, as the engine makes run and event ids (the time filters and retention
+// rely on ids that start with their creation time).
+std::string id_at(TimePoint t) { return IdGenerator().next(t); }
+
+// Ingests at `at` event `event_id` (name "x") with one run of `function_id`, already leased to
+// "w1" (lease epoch 1) when `leased`.
+void ingest_one(Store& store, const std::string& event_id, const std::string& run_id, TimePoint at,
+                bool leased = false, const std::string& function_id = "fn") {
+  IngestStore::Item it{event_id, Event{.name = "x", .ts = at}, {}};
+  NewRun run{.id = run_id, .function_id = function_id, .event_id = event_id};
+  if (leased) run.lease = lease("w1", at + 1h);
+  it.runs.push_back(run);
+  REQUIRE(store.ingest({it}, at, 24h).at(0) == IngestStore::Outcome::accepted);
+}
+
+// Commits the transition to `status` (at `at`) of a run held under `epoch`.
+void finish(Store& store, const std::string& run_id, int64_t epoch, RunStatus status, TimePoint at,
+            TimePoint available_at = {}) {
+  RunTransition t{.status = status, .available_at = available_at};
+  if (status == RunStatus::completed) t.output = "1";
+  if (status == RunStatus::failed) t.error = R"({"message":"boom"})";
+  REQUIRE(store.commit(Commit{.run_id = run_id, .lease_epoch = epoch, .transition = t, .now = at}) ==
+          JournalStore::CommitResult::committed);
+}
+
+ClaimedRun held(const std::string& run_id, int64_t epoch) { return ClaimedRun{run_id, "fn", "", epoch, 0}; }
+
+FunctionRecord function(const std::string& id, std::vector<std::string> triggers) {
+  return FunctionRecord{.id = id, .name = id + "-name", .triggers = std::move(triggers),
+                        .config = {{"retries", 3}}, .registered_at = kT0, .registered_by = "proc-1"};
+}
+
+std::multiset<std::string> functions_of(const std::vector<Run>& runs) {
+  std::multiset<std::string> out;
+  for (const Run& r : runs) out.insert(r.function_id);
+  return out;
+}
+
+std::vector<std::string> ids_of(const std::vector<Run>& runs) {
+  std::vector<std::string> out;
+  for (const Run& r : runs) out.push_back(r.id);
+  return out;
+}
+
+std::vector<std::string> ids_of(const std::vector<StoredEvent>& events) {
+  std::vector<std::string> out;
+  for (const StoredEvent& e : events) out.push_back(e.id);
+  return out;
 }
 
 }  // namespace
@@ -295,5 +346,570 @@ TEST_SUITE("store") {
     StoreStats stats = store->stats();
     CHECK(stats.writes >= kRuns * kSteps);
     CHECK(stats.commits <= stats.writes);
+  }
+
+  TEST_CASE_TEMPLATE("register_functions records functions and replaces their triggers; unregister forgets them", S, SqliteMemory, SqliteFile) {
+    TempDir dir;
+    auto store = S::open(dir);
+    CHECK(store->list_functions().empty());
+    store->register_functions({function("f2", {"c/d"}), function("f1", {"a/b", "a/*"})});
+    auto fns = store->list_functions();
+    REQUIRE(fns.size() == 2);
+    CHECK(fns[0].id == "f1");  // by id
+    CHECK(fns[1].id == "f2");
+    CHECK(fns[0].name == "f1-name");
+    CHECK(std::set<std::string>(fns[0].triggers.begin(), fns[0].triggers.end()) == std::set<std::string>{"a/b", "a/*"});
+    CHECK(fns[0].config == nlohmann::json{{"retries", 3}});
+    CHECK(fns[0].registered_at == kT0);
+    CHECK(fns[0].registered_by == "proc-1");
+    CHECK(fns[1].triggers == std::vector<std::string>{"c/d"});
+
+    // Registering f1 again replaces its record and all its triggers.
+    FunctionRecord again = function("f1", {"x/y"});
+    again.name = "renamed";
+    again.config = {{"retries", 0}};
+    again.registered_at = kT0 + 1h;
+    again.registered_by = "proc-2";
+    store->register_functions({again});
+    fns = store->list_functions();
+    REQUIRE(fns.size() == 2);
+    CHECK(fns[0].name == "renamed");
+    CHECK(fns[0].triggers == std::vector<std::string>{"x/y"});
+    CHECK(fns[0].config == nlohmann::json{{"retries", 0}});
+    CHECK(fns[0].registered_at == kT0 + 1h);
+    CHECK(fns[0].registered_by == "proc-2");
+    CHECK(fns[1].triggers == std::vector<std::string>{"c/d"});  // others untouched
+
+    CHECK_FALSE(store->unregister_function("nope"));
+    CHECK(store->unregister_function("f2"));
+    CHECK_FALSE(store->unregister_function("f2"));
+    fns = store->list_functions();
+    REQUIRE(fns.size() == 1);
+    CHECK(fns[0].id == "f1");
+  }
+
+  TEST_CASE_TEMPLATE("ingest starts queued runs of the recorded functions the event triggers", S, SqliteMemory, SqliteFile) {
+    TempDir dir;
+    auto store = S::open(dir);
+    store->register_functions({function("exact", {"a/b"}), function("wild", {"a/*"}), function("both", {"a/b", "a/*"}),
+                               function("other", {"c/d"}), function("given", {"a/b"})});
+    // "given" already has a run in the item (this process matched it): it gets no second one.
+    IngestStore::Item it = item("E1", "a/b", {});
+    it.runs.push_back(NewRun{.id = "R1", .function_id = "given", .event_id = "E1"});
+    CHECK(store->ingest({it}, kT0, 24h)[0] == IngestStore::Outcome::accepted);
+    auto runs = store->runs_for_event("E1");
+    CHECK(functions_of(runs) == std::multiset<std::string>{"both", "exact", "given", "wild"});  // "both" once
+    for (const Run& r : runs) {
+      CHECK(r.status == RunStatus::queued);
+      CHECK(r.event_id == "E1");
+      CHECK(r.created_at == kT0);
+      CHECK(r.available_at == kT0);
+      auto journal = store->load_journal(r.id);
+      REQUIRE(journal.size() == 1);
+      CHECK(journal[0].kind == JournalKind::run_started);
+    }
+    // The recorded runs are claimable by their functions.
+    CHECK(store->claim({"exact", "wild", "both"}, kT0, lease("w1", kT0 + 30s), 10).size() == 3);
+
+    store->ingest({item("E2", "a/x/y", {}), item("E3", "c/d", {}), item("E4", "b/a", {}), item("E5", "c/d/e", {})}, kT0, 24h);
+    CHECK(functions_of(store->runs_for_event("E2")) == std::multiset<std::string>{"both", "wild"});
+    CHECK(functions_of(store->runs_for_event("E3")) == std::multiset<std::string>{"other"});
+    CHECK(store->runs_for_event("E4").empty());
+    CHECK(store->runs_for_event("E5").empty());  // an exact trigger is not a prefix
+
+    // A duplicate starts no runs, recorded or not.
+    store->ingest({item("E6", "c/d", {}, "key")}, kT0, 24h);
+    CHECK(store->ingest({item("E7", "c/d", {}, "key")}, kT0, 24h)[0] == IngestStore::Outcome::duplicate);
+    CHECK(store->runs_for_event("E6").size() == 1);
+    CHECK(store->runs_for_event("E7").empty());
+
+    // Unregistered functions no longer start runs; registering again brings them back.
+    CHECK(store->unregister_function("wild"));
+    store->ingest({item("E8", "a/x", {})}, kT0, 24h);
+    CHECK(functions_of(store->runs_for_event("E8")) == std::multiset<std::string>{"both"});
+    store->register_functions({function("both", {"c/d"})});  // replaced: a/* no longer
+    store->ingest({item("E9", "a/x", {}), item("E10", "c/d", {})}, kT0, 24h);
+    CHECK(store->runs_for_event("E9").empty());
+    CHECK(functions_of(store->runs_for_event("E10")) == std::multiset<std::string>{"both", "other"});
+  }
+
+  TEST_CASE_TEMPLATE("ingest of an event id already stored returns already_stored and changes nothing", S, SqliteMemory, SqliteFile) {
+    TempDir dir;
+    auto store = S::open(dir);
+    CHECK(store->ingest({item("E1", "x", {"R1"}, "key")}, kT0, 24h)[0] == IngestStore::Outcome::accepted);
+    store->register_functions({function("rec", {"x", "y"})});
+    // A retried send: same event id, even with other content, runs, and the same dedup key.
+    auto outcomes = store->ingest({item("E1", "y", {"R2"}, "key"), item("E2", "x", {"R3"}), item("E2", "x", {"R4"})},
+                                  kT0 + 1s, 24h);
+    REQUIRE(outcomes.size() == 3);
+    CHECK(outcomes[0] == IngestStore::Outcome::already_stored);
+    CHECK(outcomes[1] == IngestStore::Outcome::accepted);
+    CHECK(outcomes[2] == IngestStore::Outcome::already_stored);  // within one batch too
+    auto e = store->find_event("E1");
+    REQUIRE(e);
+    CHECK(e->event.name == "x");
+    CHECK(e->received_at == kT0);
+    CHECK_FALSE(e->duplicate);
+    CHECK(ids_of(store->runs_for_event("E1")) == std::vector<std::string>{"R1"});  // no R2, no recorded run
+    CHECK_FALSE(store->find_run("R2"));
+    CHECK_FALSE(store->find_run("R4"));
+    CHECK(functions_of(store->runs_for_event("E2")) == std::multiset<std::string>{"fn", "rec"});
+    CHECK(store->load_journal("R1").size() == 1);
+  }
+
+  TEST_CASE_TEMPLATE("list_runs lists newest first, filtered, in keyset pages; count_runs agrees", S, SqliteMemory, SqliteFile) {
+    TempDir dir;
+    auto store = S::open(dir);
+    // run[i] created at kT0 + i s, of "fn" (even i) or "other" (odd): 0 completed, 1 failed, 2 running, 3 queued, 4 cancelled, 5 queued.
+    std::vector<std::string> run, ev;
+    for (int i = 0; i < 6; ++i) {
+      TimePoint at = kT0 + std::chrono::seconds(i);
+      ev.push_back(id_at(at));
+      run.push_back(id_at(at));
+      bool leased = i == 0 || i == 1 || i == 2 || i == 4;
+      ingest_one(*store, ev[i], run[i], at, leased, i % 2 ? "other" : "fn");
+    }
+    finish(*store, run[0], 1, RunStatus::completed, kT0 + 10s);
+    finish(*store, run[1], 1, RunStatus::failed, kT0 + 10s);
+    REQUIRE(store->cancel_runs({run[4]}, kT0 + 10s)[0] == RunAdmin::Change::done);
+
+    auto list = [&](const RunFilter& f, int limit = 100, const std::string& before = "") {
+      auto runs = store->list_runs(f, limit, before);
+      if (limit == 100) CHECK(store->count_runs(f) == static_cast<int64_t>(runs.size()));
+      return ids_of(runs);
+    };
+    using V = std::vector<std::string>;
+    CHECK(list({}) == V{run[5], run[4], run[3], run[2], run[1], run[0]});
+    CHECK(list({.statuses = {RunStatus::queued}}) == V{run[5], run[3]});
+    CHECK(list({.statuses = {RunStatus::completed, RunStatus::failed}}) == V{run[1], run[0]});
+    CHECK(list({.statuses = {RunStatus::running, RunStatus::cancelled, RunStatus::sleeping}}) == V{run[4], run[2]});
+    CHECK(list({.statuses = {RunStatus::sleeping}}).empty());
+    CHECK(list({.function_id = "other"}) == V{run[5], run[3], run[1]});
+    CHECK(list({.function_id = "nope"}).empty());
+    CHECK(list({.event_id = ev[2]}) == V{run[2]});
+    CHECK(list({.created_after = kT0 + 2s}) == V{run[5], run[4], run[3], run[2]});  // inclusive
+    CHECK(list({.created_before = kT0 + 2s}) == V{run[1], run[0]});                  // exclusive
+    CHECK(list({.created_after = kT0 + 1s, .created_before = kT0 + 4s}) == V{run[3], run[2], run[1]});
+    CHECK(list({.statuses = {RunStatus::queued, RunStatus::running}, .function_id = "fn"}) == V{run[2]});
+    CHECK(list({.statuses = {RunStatus::queued}, .function_id = "other", .created_after = kT0 + 4s}) == V{run[5]});
+    CHECK(list({.statuses = {RunStatus::queued}, .function_id = "fn"}).empty());
+
+    auto r0 = store->list_runs({.event_id = ev[0]}, 10, "");
+    REQUIRE(r0.size() == 1);
+    CHECK(r0[0].status == RunStatus::completed);
+    CHECK(r0[0].function_id == "fn");
+    CHECK(r0[0].output == 1);
+    CHECK(r0[0].created_at == kT0);
+    CHECK(r0[0].ended_at == kT0 + 10s);
+
+    // Keyset paging: limit, then before_id = the last id of the page.
+    CHECK(list({}, 2) == V{run[5], run[4]});
+    CHECK(list({}, 2, run[4]) == V{run[3], run[2]});
+    CHECK(list({}, 2, run[2]) == V{run[1], run[0]});
+    CHECK(list({}, 2, run[0]).empty());
+    CHECK(list({.function_id = "fn"}, 1, run[4]) == V{run[2]});
+    // A run created after the first page does not shift the next one.
+    ingest_one(*store, id_at(kT0 + 1min), id_at(kT0 + 1min), kT0 + 1min);
+    CHECK(list({}, 2, run[4]) == V{run[3], run[2]});
+    // With trim_page: ask for limit + 1.
+    auto page = store->list_runs({}, 4, "");
+    std::string cursor = trim_page(page, 3);
+    CHECK(cursor == run[4]);
+    CHECK(page.size() == 3);
+    page = store->list_runs({}, 4, cursor);
+    cursor = trim_page(page, 3);
+    CHECK(cursor == run[1]);
+    page = store->list_runs({}, 4, cursor);
+    CHECK(trim_page(page, 3).empty());
+    CHECK(ids_of(page) == V{run[0]});
+    CHECK(store->count_runs({}) == 7);
+  }
+
+  TEST_CASE_TEMPLATE("list_events lists newest first, by name and time range, in keyset pages", S, SqliteMemory, SqliteFile) {
+    TempDir dir;
+    auto store = S::open(dir);
+    std::vector<std::string> ev;
+    for (int i = 0; i < 5; ++i) {
+      TimePoint at = kT0 + std::chrono::seconds(i);
+      ev.push_back(id_at(at));
+      IngestStore::Item it{ev[i], Event{.name = i % 2 ? "b" : "a", .data = {{"i", i}}, .ts = at}, {}};
+      store->ingest({it}, at, 24h);
+    }
+    using V = std::vector<std::string>;
+    CHECK(ids_of(store->list_events({}, 100, "")) == V{ev[4], ev[3], ev[2], ev[1], ev[0]});
+    CHECK(ids_of(store->list_events({.name = "b"}, 100, "")) == V{ev[3], ev[1]});
+    CHECK(store->list_events({.name = "c"}, 100, "").empty());
+    CHECK(ids_of(store->list_events({.received_after = kT0 + 3s}, 100, "")) == V{ev[4], ev[3]});   // inclusive
+    CHECK(ids_of(store->list_events({.received_before = kT0 + 1s}, 100, "")) == V{ev[0]});          // exclusive
+    CHECK(ids_of(store->list_events({.name = "a", .received_after = kT0 + 1s, .received_before = kT0 + 4s}, 100, "")) ==
+          V{ev[2]});
+    CHECK(ids_of(store->list_events({}, 2, "")) == V{ev[4], ev[3]});
+    CHECK(ids_of(store->list_events({}, 2, ev[3])) == V{ev[2], ev[1]});
+    CHECK(ids_of(store->list_events({}, 2, ev[1])) == V{ev[0]});
+    CHECK(ids_of(store->list_events({.name = "a"}, 1, ev[4])) == V{ev[2]});
+    auto one = store->list_events({.name = "b", .received_before = kT0 + 2s}, 10, "");
+    REQUIRE(one.size() == 1);
+    CHECK(one[0].event.name == "b");
+    CHECK(one[0].event.data == nlohmann::json{{"i", 1}});
+    CHECK(one[0].received_at == kT0 + 1s);
+    CHECK_FALSE(one[0].duplicate);
+  }
+
+  TEST_CASE_TEMPLATE("holds_lease is true only for the current epoch of a running run", S, SqliteMemory, SqliteFile) {
+    TempDir dir;
+    auto store = S::open(dir);
+    store->ingest({item("E1", "x", {"R1"})}, kT0, 24h);
+    CHECK_FALSE(store->holds_lease("R1", 0));  // queued
+    auto run = store->claim({"fn"}, kT0, lease("w1", kT0 + 30s), 1).at(0);
+    CHECK(store->holds_lease("R1", run.lease_epoch));
+    CHECK_FALSE(store->holds_lease("R1", run.lease_epoch - 1));
+    CHECK_FALSE(store->holds_lease("R1", run.lease_epoch + 1));
+    CHECK_FALSE(store->holds_lease("nope", run.lease_epoch));
+    finish(*store, "R1", run.lease_epoch, RunStatus::sleeping, kT0 + 1s, kT0 + 1h);
+    CHECK_FALSE(store->holds_lease("R1", run.lease_epoch));  // a transition ends the lease
+    auto again = store->claim({"fn"}, kT0 + 1h, lease("w1", kT0 + 2h), 1).at(0);
+    CHECK(store->holds_lease("R1", again.lease_epoch));
+    CHECK_FALSE(store->holds_lease("R1", run.lease_epoch));
+  }
+
+  TEST_CASE_TEMPLATE("recover_expired_leases returns the runs it put back in the queue", S, SqliteMemory, SqliteFile) {
+    TempDir dir;
+    auto store = S::open(dir);
+    ingest_one(*store, "E1", "R1", kT0, true, "f1");    // lease until kT0 + 1h
+    ingest_one(*store, "E2", "R2", kT0 + 1s, true, "f2");
+    ingest_one(*store, "E3", "R3", kT0, false, "f1");   // queued: nothing to recover
+    CHECK(store->recover_expired_leases(kT0 + 1h - 1ms).empty());
+    auto recovered = store->recover_expired_leases(kT0 + 1h);
+    REQUIRE(recovered.size() == 1);
+    CHECK(recovered[0].run_id == "R1");
+    CHECK(recovered[0].function_id == "f1");
+    CHECK_FALSE(store->holds_lease("R1", 1));
+    CHECK(store->find_run("R1")->available_at == kT0 + 1h);
+    recovered = store->recover_expired_leases(kT0 + 2h);
+    REQUIRE(recovered.size() == 1);
+    CHECK(recovered[0].run_id == "R2");
+    CHECK(recovered[0].function_id == "f2");
+    CHECK(store->recover_expired_leases(kT0 + 3h).empty());
+  }
+
+  TEST_CASE_TEMPLATE("cancel_runs cancels unfinished runs and fences out their holders", S, SqliteMemory, SqliteFile) {
+    TempDir dir;
+    auto store = S::open(dir);
+    ingest_one(*store, "E1", "Rq", kT0);                // queued
+    ingest_one(*store, "E2", "Rr", kT0, true);          // running, epoch 1
+    ingest_one(*store, "E3", "Rs", kT0, true);          // will sleep
+    ingest_one(*store, "E4", "Rc", kT0, true);          // will complete
+    finish(*store, "Rs", 1, RunStatus::sleeping, kT0 + 1s, kT0 + 1h);
+    finish(*store, "Rc", 1, RunStatus::completed, kT0 + 1s);
+    REQUIRE(store->commit(step_commit(held("Rr", 1), 1, "a", kT0 + 1s)) == JournalStore::CommitResult::committed);
+    CHECK(store->holds_lease("Rr", 1));
+
+    auto results = store->cancel_runs({"Rr", "Rc", "nope", "Rq", "Rs"}, kT0 + 5s);
+    using C = RunAdmin::Change;
+    CHECK(results == std::vector<C>{C::done, C::refused, C::not_found, C::done, C::done});
+    for (const char* id : {"Rr", "Rq", "Rs"}) {
+      CAPTURE(id);
+      auto r = store->find_run(id);
+      CHECK(r->status == RunStatus::cancelled);
+      CHECK(r->ended_at == kT0 + 5s);
+      auto journal = store->load_journal(id);
+      REQUIRE(!journal.empty());
+      CHECK(journal.back().kind == JournalKind::run_cancelled);
+      CHECK(journal.back().seq == static_cast<int64_t>(journal.size()) - 1);
+      CHECK(journal.back().recorded_at == kT0 + 5s);
+      CHECK(nlohmann::json::parse(journal.back().payload) == nlohmann::json::object());
+    }
+    CHECK(store->load_journal("Rr").size() == 3);  // run_started, step a, run_cancelled at seq 2
+    CHECK(store->find_run("Rc")->status == RunStatus::completed);
+    CHECK(store->load_journal("Rc").size() == 1);
+
+    // The holder of Rr can commit nothing more.
+    CHECK_FALSE(store->holds_lease("Rr", 1));
+    CHECK(store->commit(step_commit(held("Rr", 1), 3, "b", kT0 + 6s)) == JournalStore::CommitResult::lease_lost);
+    Commit done{.run_id = "Rr", .lease_epoch = 1,
+                .transition = RunTransition{.status = RunStatus::completed, .output = "1"}, .now = kT0 + 6s};
+    CHECK(store->commit(done) == JournalStore::CommitResult::lease_lost);
+    CHECK(store->find_run("Rr")->status == RunStatus::cancelled);
+    CHECK(store->load_journal("Rr").size() == 3);
+
+    // Cancelled runs are never claimed or recovered; cancelling again is refused.
+    CHECK(store->claim({"fn"}, kT0 + 2h, lease("w2", kT0 + 3h), 10).empty());
+    CHECK(store->recover_expired_leases(kT0 + 3h).empty());
+    CHECK(store->cancel_runs({"Rr"}, kT0 + 7s) == std::vector<C>{C::refused});
+    CHECK(store->load_journal("Rr").size() == 3);
+    QueueDepth d = store->queue_depth(kT0 + 2h);
+    CHECK(d.runnable + d.scheduled + d.sleeping + d.running == 0);
+  }
+
+  TEST_CASE_TEMPLATE("resume_run puts a failed or cancelled run back in the queue under a new epoch", S, SqliteMemory, SqliteFile) {
+    TempDir dir;
+    auto store = S::open(dir);
+    ingest_one(*store, "E1", "Rf", kT0, true);
+    ingest_one(*store, "E2", "Rx", kT0, true);
+    ingest_one(*store, "E3", "Rc", kT0, true);
+    ingest_one(*store, "E4", "Rr", kT0, true);
+    ingest_one(*store, "E5", "Rq", kT0);
+    RunTransition failed{.status = RunStatus::failed, .attempt = 3, .error = R"({"message":"boom"})"};
+    REQUIRE(store->commit(Commit{.run_id = "Rf", .lease_epoch = 1,
+                                 .entries = {JournalEntry{.seq = 1, .kind = JournalKind::run_failed,
+                                                          .payload = R"({"message":"boom"})", .recorded_at = kT0 + 1s}},
+                                 .transition = failed, .now = kT0 + 1s}) == JournalStore::CommitResult::committed);
+    REQUIRE(store->find_run("Rf")->attempt == 3);
+    finish(*store, "Rc", 1, RunStatus::completed, kT0 + 1s);
+    REQUIRE(store->cancel_runs({"Rx"}, kT0 + 1s)[0] == RunAdmin::Change::done);
+
+    using C = RunAdmin::Change;
+    CHECK(store->resume_run("Rc", kT0 + 10s) == C::refused);
+    CHECK(store->resume_run("Rr", kT0 + 10s) == C::refused);
+    CHECK(store->resume_run("Rq", kT0 + 10s) == C::refused);
+    CHECK(store->resume_run("nope", kT0 + 10s) == C::not_found);
+    CHECK(store->holds_lease("Rr", 1));  // a refused resume leaves the holder alone
+    CHECK(store->load_journal("Rc").size() == 1);
+
+    CHECK(store->resume_run("Rf", kT0 + 10s) == C::done);
+    CHECK(store->resume_run("Rx", kT0 + 10s) == C::done);
+    for (const char* id : {"Rf", "Rx"}) {
+      CAPTURE(id);
+      auto r = store->find_run(id);
+      CHECK(r->status == RunStatus::queued);
+      CHECK(r->available_at == kT0 + 10s);
+      CHECK(r->attempt == 0);
+      CHECK(r->error.is_null());
+      CHECK_FALSE(r->ended_at);
+      auto journal = store->load_journal(id);
+      REQUIRE(journal.size() == 3);  // run_started, run_failed / run_cancelled, run_resumed
+      CHECK(journal[2].seq == 2);
+      CHECK(journal[2].kind == JournalKind::run_resumed);
+      CHECK(journal[2].recorded_at == kT0 + 10s);
+    }
+    CHECK(store->load_journal("Rx")[1].kind == JournalKind::run_cancelled);
+    CHECK(store->resume_run("Rf", kT0 + 11s) == C::refused);  // queued now
+
+    // Due now, not before; the old epoch stays fenced out.
+    CHECK(store->queue_depth(kT0 + 10s).runnable == 3);  // Rf, Rx, Rq
+    CHECK(store->claim({"fn"}, kT0 + 9s, lease("w2", kT0 + 1h), 10).size() == 1);  // only Rq, queued at kT0
+    auto claimed = store->claim({"fn"}, kT0 + 10s, lease("w2", kT0 + 1h), 10);
+    REQUIRE(claimed.size() == 2);
+    for (const ClaimedRun& c : claimed) {
+      CAPTURE(c.run_id);
+      CHECK(c.lease_epoch > 1);
+      CHECK(c.attempt == 0);
+      CHECK_FALSE(store->holds_lease(c.run_id, 1));
+      CHECK(store->commit(step_commit(held(c.run_id, 1), 3, "a", kT0 + 11s)) == JournalStore::CommitResult::lease_lost);
+      CHECK(store->commit(step_commit(c, 3, "a", kT0 + 11s)) == JournalStore::CommitResult::committed);
+    }
+  }
+
+  TEST_CASE_TEMPLATE("resume_run advances the epoch even before anyone claims the run", S, SqliteMemory, SqliteFile) {
+    TempDir dir;
+    auto store = S::open(dir);
+    ingest_one(*store, "E1", "R1", kT0, true);  // epoch 1
+    finish(*store, "R1", 1, RunStatus::failed, kT0 + 1s);
+    CHECK(store->claim({"fn"}, kT0 + 1h, lease("w1", kT0 + 2h), 1).empty());  // failed runs are not claimed
+    REQUIRE(store->resume_run("R1", kT0 + 2s) == RunAdmin::Change::done);
+    auto claimed = store->claim({"fn"}, kT0 + 2s, lease("w2", kT0 + 1h), 1).at(0);
+    // Without the resume's own advance this claim would be epoch 2.
+    CHECK(claimed.lease_epoch >= 3);
+  }
+
+  TEST_CASE_TEMPLATE("create_runs creates queued replays with their entries numbered from 1", S, SqliteMemory, SqliteFile) {
+    TempDir dir;
+    auto store = S::open(dir);
+    store->ingest({item("E1", "x", {"R1"})}, kT0, 24h);
+    std::string rp1 = id_at(kT0 + 1h), rp2 = id_at(kT0 + 2h), rp3 = id_at(kT0 + 2h + 1ms);
+    NewRun replay{.id = rp1, .function_id = "fn", .event_id = "E1", .started_payload = R"({"replay":true})",
+                  .replay_of = "R1",
+                  .entries = {step_entry(7, "a", "10", kT0 + 1s), step_entry(7, "b", "20", kT0 + 2s)}};
+    store->create_runs({replay}, kT0 + 1h);
+    auto r = store->find_run(rp1);
+    REQUIRE(r);
+    CHECK(r->status == RunStatus::queued);
+    CHECK(r->replay_of == "R1");
+    CHECK(r->event_id == "E1");
+    CHECK(r->created_at == kT0 + 1h);
+    CHECK(r->available_at == kT0 + 1h);
+    auto journal = store->load_journal(rp1);
+    REQUIRE(journal.size() == 3);
+    CHECK(journal[0].kind == JournalKind::run_started);
+    CHECK(journal[0].seq == 0);
+    CHECK(nlohmann::json::parse(journal[0].payload) == nlohmann::json{{"replay", true}});
+    CHECK(journal[1].seq == 1);
+    CHECK(journal[1].step_key == "a");
+    CHECK(journal[1].payload == "10");
+    CHECK(journal[1].recorded_at == kT0 + 1s);
+    CHECK(journal[2].seq == 2);
+    CHECK(journal[2].step_key == "b");
+    CHECK(store->find_run("R1")->replay_of.empty());
+
+    // Several in one call; replays_of lists them oldest first.
+    store->create_runs({NewRun{.id = rp2, .function_id = "fn", .event_id = "E1", .replay_of = "R1"},
+                        NewRun{.id = rp3, .function_id = "fn", .event_id = "E1", .replay_of = rp1}},
+                       kT0 + 2h);
+    CHECK(store->replays_of("R1") == std::vector<std::string>{rp1, rp2});
+    CHECK(store->replays_of(rp1) == std::vector<std::string>{rp3});
+    CHECK(store->replays_of(rp2).empty());
+    CHECK(store->replays_of("nope").empty());
+    CHECK(store->load_journal(rp2).size() == 1);
+    CHECK(store->claim({"fn"}, kT0 + 2h, lease("w1", kT0 + 3h), 10).size() == 4);  // R1 and the three replays
+
+    // One transaction: a run id that exists fails the whole call.
+    std::string rp4 = id_at(kT0 + 3h);
+    CHECK_THROWS_AS(store->create_runs({NewRun{.id = rp4, .function_id = "fn", .event_id = "E1", .replay_of = "R1"},
+                                        NewRun{.id = rp1, .function_id = "fn", .event_id = "E1", .replay_of = "R1"}},
+                                       kT0 + 3h),
+                    StoreError);
+    CHECK_FALSE(store->find_run(rp4));
+    CHECK(store->replays_of("R1").size() == 2);
+  }
+
+  TEST_CASE_TEMPLATE("delete_finished_runs deletes runs that finished before the cutoff, with their journals", S, SqliteMemory, SqliteFile) {
+    TempDir dir;
+    auto store = S::open(dir);
+    const TimePoint cutoff = kT0 + 5min;
+    std::vector<std::string> run;
+    for (int i = 0; i < 6; ++i) {
+      TimePoint at = kT0 + std::chrono::seconds(i);
+      run.push_back(id_at(at));
+      ingest_one(*store, id_at(at), run[i], at, i != 3);
+    }
+    finish(*store, run[0], 1, RunStatus::completed, kT0 + 1min);
+    finish(*store, run[1], 1, RunStatus::failed, kT0 + 2min);
+    REQUIRE(store->cancel_runs({run[2]}, kT0 + 3min)[0] == RunAdmin::Change::done);
+    // run[3] stays queued; run[4] ends after the cutoff, run[5] exactly at it.
+    finish(*store, run[4], 1, RunStatus::completed, kT0 + 10min);
+    finish(*store, run[5], 1, RunStatus::completed, cutoff);
+
+    CHECK(store->delete_finished_runs(cutoff, 2) == 2);
+    CHECK(store->delete_finished_runs(cutoff, 2) == 1);
+    CHECK(store->delete_finished_runs(cutoff, 2) == 0);
+    for (int i : {0, 1, 2}) {
+      CAPTURE(i);
+      CHECK_FALSE(store->find_run(run[i]));
+      CHECK(store->load_journal(run[i]).empty());
+    }
+    for (int i : {3, 4, 5}) {
+      CAPTURE(i);
+      CHECK(store->find_run(run[i]));
+      CHECK_FALSE(store->load_journal(run[i]).empty());
+    }
+    CHECK(store->count_runs({}) == 3);
+    // Their events stay (delete_unreferenced_events removes them).
+    CHECK(store->list_events({}, 100, "").size() == 6);
+    CHECK(store->delete_finished_runs(kT0 + 1h, 10) == 2);
+    CHECK(store->find_run(run[3]));
+  }
+
+  TEST_CASE_TEMPLATE("delete_unreferenced_events deletes old events no run refers to", S, SqliteMemory, SqliteFile) {
+    TempDir dir;
+    auto store = S::open(dir);
+    const TimePoint cutoff = kT0 + 5min;
+    std::vector<std::string> ev;
+    for (int i = 0; i < 5; ++i) ev.push_back(id_at(kT0 + std::chrono::seconds(i)));
+    std::string late = id_at(kT0 + 10min);
+    std::string run = id_at(kT0 + 1s);
+    store->ingest({item(ev[0], "x", {})}, kT0, 24h);
+    ingest_one(*store, ev[1], run, kT0 + 1s, true);                     // referenced by a run
+    store->ingest({item(ev[2], "x", {}, "key")}, kT0 + 2s, 24h);
+    store->ingest({item(ev[3], "x", {}, "key")}, kT0 + 3s, 24h);        // a duplicate: no runs
+    IngestStore::Item other = item(ev[4], "x", {});
+    other.runs.push_back(NewRun{.id = id_at(kT0 + 4s), .function_id = "fn", .event_id = ev[4]});
+    store->ingest({other}, kT0 + 4s, 24h);                               // referenced by a queued run
+    store->ingest({item(late, "x", {})}, kT0 + 10min, 24h);              // received after the cutoff
+
+    CHECK(store->delete_unreferenced_events(cutoff, 1) == 1);
+    CHECK(store->delete_unreferenced_events(cutoff, 10) == 2);
+    CHECK(store->delete_unreferenced_events(cutoff, 10) == 0);
+    CHECK_FALSE(store->find_event(ev[0]));
+    CHECK_FALSE(store->find_event(ev[2]));
+    CHECK_FALSE(store->find_event(ev[3]));
+    CHECK(store->find_event(ev[1]));
+    CHECK(store->find_event(ev[4]));
+    CHECK(store->find_event(late));
+
+    // Once its run is deleted, the event goes too.
+    finish(*store, run, 1, RunStatus::completed, kT0 + 1min);
+    CHECK(store->delete_finished_runs(cutoff, 10) == 1);
+    CHECK(store->delete_unreferenced_events(cutoff, 10) == 1);
+    CHECK_FALSE(store->find_event(ev[1]));
+    CHECK(store->find_event(ev[4]));
+  }
+
+  TEST_CASE_TEMPLATE("queue_depth counts runnable, scheduled, sleeping and running runs", S, SqliteMemory, SqliteFile) {
+    TempDir dir;
+    auto store = S::open(dir);
+    QueueDepth d = store->queue_depth(kT0);
+    CHECK(d.runnable == 0);
+    CHECK(d.scheduled == 0);
+    CHECK(d.sleeping == 0);
+    CHECK(d.running == 0);
+
+    ingest_one(*store, "E1", "Rq1", kT0);
+    ingest_one(*store, "E2", "Rq2", kT0 + 1s);
+    ingest_one(*store, "E3", "Rretry", kT0, true);
+    ingest_one(*store, "E4", "Rsleep", kT0, true);
+    ingest_one(*store, "E5", "Rrun", kT0, true);
+    ingest_one(*store, "E6", "Rdone", kT0, true);
+    ingest_one(*store, "E7", "Rfail", kT0, true);
+    ingest_one(*store, "E8", "Rcancel", kT0);
+    finish(*store, "Rretry", 1, RunStatus::queued, kT0, kT0 + 1h);
+    finish(*store, "Rsleep", 1, RunStatus::sleeping, kT0, kT0 + 2h);
+    finish(*store, "Rdone", 1, RunStatus::completed, kT0);
+    finish(*store, "Rfail", 1, RunStatus::failed, kT0);
+    store->cancel_runs({"Rcancel"}, kT0);
+
+    d = store->queue_depth(kT0 + 1s);
+    CHECK(d.runnable == 2);
+    CHECK(d.scheduled == 1);
+    CHECK(d.sleeping == 1);
+    CHECK(d.running == 1);
+    d = store->queue_depth(kT0);  // Rq2 is not due yet
+    CHECK(d.runnable == 1);
+    CHECK(d.scheduled == 2);
+    d = store->queue_depth(kT0 + 1h);  // the retry is due
+    CHECK(d.runnable == 3);
+    CHECK(d.scheduled == 0);
+    CHECK(d.sleeping == 1);
+    CHECK(d.running == 1);
+  }
+
+  TEST_CASE_TEMPLATE("Commit::new_events stores events that start runs of the recorded functions", S, SqliteMemory, SqliteFile) {
+    TempDir dir;
+    auto store = S::open(dir);
+    store->register_functions({function("on-finished", {"fn/finished"}), function("on-any", {"fn/*"})});
+    ingest_one(*store, "E1", "R1", kT0, true);
+    CHECK(store->runs_for_event("E1").size() == 1);  // "x" triggers no recorded function
+
+    IngestStore::Item finished = item("L1", "fn/finished", {});
+    finished.runs.push_back(NewRun{.id = "R-given", .function_id = "on-finished", .event_id = "L1"});
+    Commit done{.run_id = "R1", .lease_epoch = 1,
+                .entries = {JournalEntry{.seq = 1, .kind = JournalKind::run_completed, .payload = "1", .recorded_at = kT0 + 1s}},
+                .transition = RunTransition{.status = RunStatus::completed, .output = "1"},
+                .new_events = {finished, item("L2", "other", {})},
+                .now = kT0 + 1s};
+    CHECK(store->commit(done) == JournalStore::CommitResult::committed);
+    auto e = store->find_event("L1");
+    REQUIRE(e);
+    CHECK(e->event.name == "fn/finished");
+    CHECK(e->received_at == kT0 + 1s);
+    CHECK(store->find_event("L2"));
+    auto runs = store->runs_for_event("L1");
+    CHECK(functions_of(runs) == std::multiset<std::string>{"on-any", "on-finished"});  // on-finished once: R-given
+    CHECK(store->find_run("R-given"));
+    for (const Run& r : runs) {
+      CHECK(r.status == RunStatus::queued);
+      CHECK(r.created_at == kT0 + 1s);
+    }
+    CHECK(store->runs_for_event("L2").empty());
+
+    // A refused commit stores none of its events.
+    ingest_one(*store, "E2", "R2", kT0, true);
+    REQUIRE(store->cancel_runs({"R2"}, kT0 + 2s)[0] == RunAdmin::Change::done);
+    Commit lost{.run_id = "R2", .lease_epoch = 1,
+                .transition = RunTransition{.status = RunStatus::completed, .output = "1"},
+                .new_events = {item("L3", "fn/finished", {})},
+                .now = kT0 + 3s};
+    CHECK(store->commit(lost) == JournalStore::CommitResult::lease_lost);
+    CHECK_FALSE(store->find_event("L3"));
+    CHECK(store->runs_for_event("L3").empty());
   }
 }
