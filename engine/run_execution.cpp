@@ -16,9 +16,6 @@ namespace durable {
 
 namespace {
 
-// See confirm_lease().
-constexpr std::chrono::milliseconds kFreshClaim{1};
-
 std::string_view kind_name(StepKind kind) { return kind == StepKind::run ? "step.run" : "step.sleep"; }
 
 // False if `value` holds a NaN or an infinity anywhere.
@@ -268,14 +265,6 @@ void RunExecution::confirm_lease() {
   // memoized steps. A step body must not start then. Once a commit succeeded, the next one
   // (made before the next body starts, see flush) checks it again.
   if (lease_confirmed_) return;
-  // Not read back when the first step comes within moments of the claim, whose transaction
-  // showed the run was ours: a cancel committed in between could only have raced the step's
-  // start, like one that comes just after it. (Runs that waited for a worker, or replayed
-  // memoized steps first, are read back: that is where a cancel can come first.)
-  if (std::chrono::steady_clock::now() - claim_.claimed_at < kFreshClaim) {
-    lease_confirmed();
-    return;
-  }
   bool ours = false;
   try {
     ours = env_.store.holds_lease(claim_.run_id, claim_.lease_epoch);

@@ -116,8 +116,6 @@ struct ClaimedRun {
   // Set for runs created already claimed at ingest: their event, and the knowledge that the
   // journal holds only run_started with an empty payload, so the execution need not read them.
   std::shared_ptr<const Event> fresh_event;
-  // When this process got the lease (the claim or ingest transaction committed just before).
-  std::chrono::steady_clock::time_point claimed_at = std::chrono::steady_clock::now();
 };
 
 class RunQueue {
