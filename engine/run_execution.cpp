@@ -291,7 +291,7 @@ void RunExecution::fail_step(const StepStart& start, std::exception_ptr error) {
   if (state_ != State::running) throw Suspend{};
   ErrorInfo info = describe_error(error);
   int attempt = failed_attempts_[start.key];
-  bool final = info.kind == ErrorInfo::Kind::non_retriable || attempt >= function_->options.retries;
+  bool final = info.kind == ErrorInfo::Kind::non_retriable || attempt >= start.retries.value_or(function_->options.retries);
   nlohmann::json err = error_json(info);
   JournalEntry e{.kind = JournalKind::step_failed,
                  .step_key = start.key,

@@ -181,6 +181,40 @@ TEST_SUITE("retry") {
     CHECK(attempts == 1);
   }
 
+  TEST_CASE("a step's own retries override the function's, both ways") {
+    TempDir dir;
+    auto clock = std::make_shared<ManualClock>();
+    Engine engine(engine_options(dir.file("t.db"), clock));
+    std::atomic<int> charges{0}, emails{0};
+    engine.function({.id = "pay", .retries = 4, .backoff = fast_backoff()}, on_event("test/pay"), [&](Context& ctx) {
+      ctx.step.run("charge", {.retries = 0}, [&]() -> int {
+        ++charges;
+        throw std::runtime_error("declined");
+      });
+    });
+    engine.function({.id = "notify", .retries = 0, .backoff = fast_backoff()}, on_event("test/notify"), [&](Context& ctx) {
+      ctx.step.run("email", {.retries = 2}, [&] {
+        if (++emails < 3) throw std::runtime_error("smtp down");
+      });
+    });
+    engine.function({.id = "bad"}, on_event("test/bad"), [&](Context& ctx) {
+      ctx.step.run("x", {.retries = -1}, [] { return 1; });
+    });
+    engine.start();
+    auto pay = engine.send({.name = "test/pay"});
+    auto notify = engine.send({.name = "test/notify"});
+    auto bad = engine.send({.name = "test/bad"});
+    REQUIRE(engine.drain());
+    for (int i = 0; i < 3; ++i) advance(engine, *clock, std::chrono::seconds(1));
+    CHECK(only_run(engine, pay).status == RunStatus::failed);
+    CHECK(charges == 1);  // no retry, though the function allows 4
+    CHECK(only_run(engine, notify).status == RunStatus::completed);
+    CHECK(emails == 3);   // 2 retries, though the function allows none
+    Run failed = only_run(engine, bad);
+    CHECK(failed.status == RunStatus::failed);
+    CHECK(failed.error.value("message", "").find("retries must not be negative") != std::string::npos);
+  }
+
   TEST_CASE("on_failure runs durably with the event and the error once a run fails for good") {
     TempDir dir;
     auto clock = std::make_shared<ManualClock>();

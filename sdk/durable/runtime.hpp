@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <exception>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -24,11 +25,19 @@ enum class StepKind { run, sleep };
 // later step call throws it again, and the engine ignores what the function returns.
 struct Suspend {};
 
+// Options of one step.run, overriding the function's.
+struct StepOptions {
+  // How often this step's body is tried again before it fails for good. Default: the
+  // function's FunctionOptions::retries. 0: a failure is final (e.g. a payment).
+  std::optional<int> retries;
+};
+
 // What begin_step() found out about a step.
 struct StepStart {
   std::string key;                       // the id plus its occurrence: "send", "send:1", ...
   const nlohmann::json* memo = nullptr;  // the recorded output, when the step completed before;
                                          // valid for the rest of the execution
+  std::optional<int> retries;            // StepOptions::retries, for fail_step()
 };
 
 class Runtime {

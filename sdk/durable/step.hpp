@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include <durable/clock.hpp>
+#include <durable/errors.hpp>
 #include <durable/runtime.hpp>
 
 namespace durable {
@@ -39,8 +40,20 @@ class Step {
   // kind of step in this execution.
   template <class Fn>
   auto run(std::string_view id, Fn&& fn) -> std::decay_t<std::invoke_result_t<Fn&>> {
+    return run(id, StepOptions{}, std::forward<Fn>(fn));
+  }
+
+  // The same, with options for this step only:
+  //   ctx.step.run("charge", {.retries = 0}, [&] { return charge(card); });
+  // Throws UsageError for negative retries.
+  template <class Fn>
+  auto run(std::string_view id, StepOptions options, Fn&& fn) -> std::decay_t<std::invoke_result_t<Fn&>> {
     using Result = std::decay_t<std::invoke_result_t<Fn&>>;
+    if (options.retries && *options.retries < 0) {
+      throw UsageError("step '" + std::string(id) + "': retries must not be negative");
+    }
     StepStart start = runtime_->begin_step(id);
+    start.retries = options.retries;
     if constexpr (std::is_void_v<Result>) {
       if (start.memo) return;
       try {
