@@ -183,7 +183,9 @@ class Engine::Impl {
 
   int serve(ServeOptions options) {
     auto grace = options.shutdown_grace;
-    listen(std::move(options));  // first: if it throws, the process's signal handling is untouched
+    // The handlers go in before the engine starts: a signal that comes while it starts (runs
+    // may already be executing) must stop it cleanly too, not kill the process. If listen()
+    // throws, the process's signal handling is put back as it was.
     if (pipe2(g_signal_pipe, O_CLOEXEC) != 0) throw Error("cannot create the signal pipe");
     struct sigaction action {};
     action.sa_handler = on_stop_signal;
@@ -191,6 +193,15 @@ class Engine::Impl {
     struct sigaction old_int {}, old_term {};
     sigaction(SIGINT, &action, &old_int);
     sigaction(SIGTERM, &action, &old_term);
+    try {
+      listen(std::move(options));
+    } catch (...) {
+      sigaction(SIGINT, &old_int, nullptr);
+      sigaction(SIGTERM, &old_term, nullptr);
+      close(g_signal_pipe[0]);
+      close(g_signal_pipe[1]);
+      throw;
+    }
     char byte;
     while (read(g_signal_pipe[0], &byte, 1) < 0 && errno == EINTR) {
     }
