@@ -76,12 +76,14 @@ CREATE TABLE functions (
   registered_by TEXT NOT NULL            -- the worker process (host:pid:random)
 );
 -- Which events start which functions: an exact name, or (prefix = 1) every name that starts
--- with `event` ("image/" for the trigger "image/*"). Ingest looks the event's name up here.
+-- with `event` ("image/" for the trigger "image/*"), and only those for which `filter` (an
+-- expression, docs/expressions.md; '' for none) is true. Ingest looks the event's name up here.
 CREATE TABLE function_triggers (
   event       TEXT NOT NULL,
   prefix      INTEGER NOT NULL,
   function_id TEXT NOT NULL,
-  PRIMARY KEY (event, prefix, function_id)
+  filter      TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (event, prefix, function_id, filter)
 ) WITHOUT ROWID;
 CREATE INDEX function_triggers_by_function ON function_triggers (function_id);
 

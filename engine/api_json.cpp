@@ -48,7 +48,11 @@ nlohmann::json function_json(const FunctionRecord& f) {
   j["id"] = f.id;
   j["name"] = f.name;
   nlohmann::json triggers = nlohmann::json::array();
-  for (const auto& t : f.triggers) triggers.push_back({{"event", t}});
+  for (const auto& t : f.triggers) {
+    nlohmann::json trigger{{"event", t.event}};
+    if (!t.filter.empty()) trigger["filter"] = t.filter;
+    triggers.push_back(std::move(trigger));
+  }
   j["triggers"] = triggers;
   j["registered_at"] = to_millis(f.registered_at);
   j["registered_by"] = f.registered_by;

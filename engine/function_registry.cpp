@@ -43,8 +43,9 @@ void validate_trigger(std::string_view function_id, const Trigger& t) {
   }
 }
 
-bool matches(const Trigger& t, std::string_view name) {
-  std::string_view pattern = t.event;
+}  // namespace
+
+bool trigger_name_matches(std::string_view pattern, std::string_view name) {
   if (!pattern.empty() && pattern.back() == '*') {
     pattern.remove_suffix(1);  // keeps the '/': "image/*" matches "image/x", not "image"
     return name.size() > pattern.size() && name.substr(0, pattern.size()) == pattern;
@@ -52,7 +53,10 @@ bool matches(const Trigger& t, std::string_view name) {
   return pattern == name;
 }
 
-}  // namespace
+bool passes_filter(const Expression& filter, const Event& event, std::optional<nlohmann::json>& event_json) {
+  if (!event_json) event_json = nlohmann::json(event);
+  return filter.matches({{"event", &*event_json}});
+}
 
 void validate_event_name(std::string_view name) {
   if (name.empty()) throw Error("event name is empty");
@@ -66,7 +70,17 @@ void FunctionRegistry::add(FunctionOptions options, std::vector<Trigger> trigger
   if (functions_.count(options.id)) throw Error(fmt::format("function '{}' is registered twice", options.id));
   if (!handler) throw Error(fmt::format("function '{}' has no handler", options.id));
   if (triggers.empty()) throw Error(fmt::format("function '{}' has no trigger", options.id));
-  for (const Trigger& t : triggers) validate_trigger(options.id, t);
+  std::vector<std::optional<Expression>> filters;
+  for (const Trigger& t : triggers) {
+    validate_trigger(options.id, t);
+    filters.emplace_back();
+    if (t.filter.empty()) continue;
+    try {
+      filters.back() = Expression::parse(t.filter);  // parsed once, here
+    } catch (const ExpressionError& e) {
+      throw Error(fmt::format("function '{}': the filter of trigger '{}' is invalid: {}", options.id, t.event, e.what()));
+    }
+  }
   if (options.retries < 0) throw Error(fmt::format("function '{}': retries is negative", options.id));
   if (options.backoff.delays.empty()) {
     throw Error(fmt::format("function '{}': the backoff table is empty", options.id));
@@ -83,6 +97,7 @@ void FunctionRegistry::add(FunctionOptions options, std::vector<Trigger> trigger
   auto fn = std::make_unique<RegisteredFunction>();
   fn->options = std::move(options);
   fn->triggers = std::move(triggers);
+  fn->filters = std::move(filters);
   fn->handler = std::move(handler);
   functions_.emplace(id, std::move(fn));
   ids_.push_back(id);
@@ -107,7 +122,7 @@ std::vector<FunctionRecord> FunctionRegistry::records(const std::string& owner, 
   for (const std::string& id : ids_) {
     const RegisteredFunction& fn = *functions_.at(id);
     FunctionRecord r{.id = id, .name = fn.options.name, .registered_at = now, .registered_by = owner};
-    for (const Trigger& t : fn.triggers) r.triggers.push_back(t.event);
+    r.triggers = fn.triggers;
     nlohmann::json backoff = nlohmann::json::array();
     for (auto d : fn.options.backoff.delays) backoff.push_back(d.count());
     r.config = {{"retries", fn.options.retries},
@@ -126,13 +141,16 @@ const RegisteredFunction* FunctionRegistry::find(std::string_view id) const {
   return it == functions_.end() ? nullptr : it->second.get();
 }
 
-std::vector<const RegisteredFunction*> FunctionRegistry::match(std::string_view event_name) const {
+std::vector<const RegisteredFunction*> FunctionRegistry::match(const Event& event) const {
   std::vector<const RegisteredFunction*> out;
+  std::optional<nlohmann::json> event_json;  // built only if a filter needs it
   for (const std::string& id : ids_) {
     const RegisteredFunction* fn = functions_.find(id)->second.get();
-    if (std::any_of(fn->triggers.begin(), fn->triggers.end(),
-                    [&](const Trigger& t) { return matches(t, event_name); })) {
+    for (size_t i = 0; i < fn->triggers.size(); ++i) {
+      if (!trigger_name_matches(fn->triggers[i].event, event.name)) continue;
+      if (fn->filters[i] && !passes_filter(*fn->filters[i], event, event_json)) continue;
       out.push_back(fn);
+      break;
     }
   }
   return out;

@@ -3,12 +3,14 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <durable/function.hpp>
 
+#include "engine/expression.hpp"
 #include "engine/store.hpp"
 
 namespace durable {
@@ -16,6 +18,7 @@ namespace durable {
 struct RegisteredFunction {
   FunctionOptions options;
   std::vector<Trigger> triggers;
+  std::vector<std::optional<Expression>> filters;  // parsed Trigger::filter, one per trigger
   Handler handler;                 // the body (unset for failure handlers)
   FailureHandler failure_handler;  // set only for "<id>-failure" functions
 };
@@ -33,8 +36,9 @@ class FunctionRegistry {
   // nullptr when `id` is not registered here.
   const RegisteredFunction* find(std::string_view id) const;
 
-  // The functions with a trigger matching `event_name`, each once, in registration order.
-  std::vector<const RegisteredFunction*> match(std::string_view event_name) const;
+  // The functions with a trigger matching `event` (its name, and its filter if any), each
+  // once, in registration order.
+  std::vector<const RegisteredFunction*> match(const Event& event) const;
 
   // Every registered id, failure handlers included.
   const std::vector<std::string>& ids() const { return ids_; }
@@ -49,5 +53,12 @@ class FunctionRegistry {
 
 // Throws durable::Error unless `name` is a valid event name: 1 to 512 characters.
 void validate_event_name(std::string_view name);
+
+// Whether `name` matches a trigger's event: exactly, or under its "prefix/*".
+bool trigger_name_matches(std::string_view trigger_event, std::string_view name);
+
+// Whether `event` passes a parsed trigger filter (it sees the event as `event`: name, data,
+// user, id, ts, v). `event_json` is filled on first use, so callers build it at most once.
+bool passes_filter(const Expression& filter, const Event& event, std::optional<nlohmann::json>& event_json);
 
 }  // namespace durable

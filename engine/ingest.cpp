@@ -138,7 +138,7 @@ std::vector<std::string> EventIngestor::ingest(std::vector<Event> events, std::s
   for (Event& e : events) {
     if (e.ts == TimePoint{}) e.ts = now;
     IngestStore::Item item{seeded ? (*seeded)[items.size()] : ids_.next(now), std::move(e), {}};
-    for (const RegisteredFunction* fn : functions_.match(item.event.name)) {
+    for (const RegisteredFunction* fn : functions_.match(item.event)) {
       item.runs.push_back(NewRun{.id = ids_.next(now), .function_id = fn->options.id, .event_id = item.event_id});
       ++run_count;
     }

@@ -423,7 +423,7 @@ std::vector<IngestStore::Item> RunExecution::lifecycle_events(const char* status
 void RunExecution::wake_lifecycle_subscribers(const std::vector<IngestStore::Item>& events) {
   // Runs of other processes' functions are found by their polling; ours need a wake-up.
   for (const auto& item : events) {
-    if (!env_.functions.match(item.event.name).empty()) {
+    if (!env_.functions.match(item.event).empty()) {
       env_.wake_at(env_.clock.now(), false);
       return;
     }

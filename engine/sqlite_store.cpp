@@ -11,9 +11,11 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "engine/function_registry.hpp"
 #include "engine/group_commit.hpp"
 #include "engine/ids.hpp"
 #include "engine/json_text.hpp"
+#include "engine/log.hpp"
 #include "engine/schema.hpp"
 #include "engine/sqlite.hpp"
 #include "engine/wal_checkpointer.hpp"
@@ -81,27 +83,29 @@ void insert_run(SqliteDb& db, const NewRun& run, TimePoint now) {
   }
 }
 
-// The recorded functions whose triggers match `event_name`: exact names through the primary
-// key, wildcards ("prefix/*", stored as the prefix) by comparing the few of them.
+// A recorded trigger whose event name matched: its function, and its filter ('' for none).
+struct TriggerMatch {
+  std::string function_id;
+  std::string filter;
+};
+
+// The recorded triggers whose event name matches `event_name`: exact names through the
+// primary key, wildcards ("prefix/*", stored as the prefix) by comparing the few of them.
 // (Two statements, not a UNION: that builds a temporary b-tree on every call, and this runs
 // for every event ingested.)
-std::vector<std::string> functions_triggered_by(SqliteDb& db, const std::string& event_name) {
-  std::vector<std::string> ids;
+std::vector<TriggerMatch> triggers_matching(SqliteDb& db, const std::string& event_name) {
+  std::vector<TriggerMatch> out;
   {
-    StatementScope exact(db.cached("SELECT function_id FROM function_triggers WHERE event = ? AND prefix = 0"));
+    StatementScope exact(db.cached("SELECT function_id, filter FROM function_triggers WHERE event = ? AND prefix = 0"));
     exact->bind_static(1, event_name);
-    while (exact->step()) ids.push_back(exact->get_text(0));
+    while (exact->step()) out.push_back(TriggerMatch{exact->get_text(0), exact->get_text(1)});
   }
   StatementScope wildcard(db.cached(
-      "SELECT function_id FROM function_triggers WHERE prefix = 1 "
+      "SELECT function_id, filter FROM function_triggers WHERE prefix = 1 "
       "AND length(?1) > length(event) AND substr(?1, 1, length(event)) = event"));
   wildcard->bind_static(1, event_name);
-  while (wildcard->step()) {
-    std::string id = wildcard->get_text(0);
-    // A function with both "a/b" and "a/*" starts once.
-    if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(std::move(id));
-  }
-  return ids;
+  while (wildcard->step()) out.push_back(TriggerMatch{wildcard->get_text(0), wildcard->get_text(1)});
+  return out;
 }
 
 // The WHERE conditions of a run filter, each starting with AND; their values are appended
@@ -332,12 +336,37 @@ IngestStore::Outcome SqliteStore::insert_event(SqliteDb& db, const Item& item, T
   if (duplicate) return Outcome::duplicate;
   for (const NewRun& run : item.runs) insert_run(db, run, now);
   // Functions recorded by other processes (or not matched by the caller) get queued runs.
-  for (const std::string& function_id : functions_triggered_by(db, item.event.name)) {
-    bool started = std::any_of(item.runs.begin(), item.runs.end(),
-                               [&](const NewRun& r) { return r.function_id == function_id; });
-    if (!started) insert_run(db, NewRun{.id = ids_.next(now), .function_id = function_id, .event_id = item.event_id}, now);
+  std::vector<std::string> started;  // a function with several matching triggers starts once
+  for (const NewRun& r : item.runs) started.push_back(r.function_id);
+  std::optional<nlohmann::json> event_json;  // built only if a filter needs it
+  for (const TriggerMatch& t : triggers_matching(db, item.event.name)) {
+    if (std::find(started.begin(), started.end(), t.function_id) != started.end()) continue;
+    if (!t.filter.empty()) {
+      const Expression* filter = parsed_filter(t.filter);
+      if (!filter || !passes_filter(*filter, item.event, event_json)) continue;
+    }
+    insert_run(db, NewRun{.id = ids_.next(now), .function_id = t.function_id, .event_id = item.event_id}, now);
+    started.push_back(t.function_id);
   }
   return Outcome::accepted;
+}
+
+const Expression* SqliteStore::parsed_filter(const std::string& text) {
+  std::lock_guard lock(filters_mu_);
+  auto it = filters_.find(text);
+  if (it == filters_.end()) {
+    std::optional<Expression> parsed;
+    try {
+      parsed = Expression::parse(text);
+    } catch (const ExpressionError& e) {
+      // Recorded by a process whose registration accepted it (a newer durable, say): this
+      // one cannot evaluate it, so the trigger starts nothing here rather than everything.
+      log(LogLevel::warn, "a recorded trigger filter cannot be parsed; it matches no event here",
+          {{"filter", text}, {"error", e.what()}});
+    }
+    it = filters_.emplace(text, std::move(parsed)).first;
+  }
+  return it->second ? &*it->second : nullptr;
 }
 
 std::optional<StoredEvent> SqliteStore::find_event(std::string_view event_id) {
@@ -540,12 +569,14 @@ void SqliteStore::register_functions(const std::vector<FunctionRecord>& function
           .bind(4, to_millis(f.registered_at)).bind(5, f.registered_by)
           .exec();
       db.cached("DELETE FROM function_triggers WHERE function_id = ?").bind(1, f.id).exec();
-      for (const std::string& trigger : f.triggers) {
-        bool prefix = !trigger.empty() && trigger.back() == '*';
-        db.cached("INSERT OR IGNORE INTO function_triggers (event, prefix, function_id) VALUES (?, ?, ?)")
-            .bind(1, prefix ? trigger.substr(0, trigger.size() - 1) : trigger)
+      for (const Trigger& trigger : f.triggers) {
+        const std::string& name = trigger.event;
+        bool prefix = !name.empty() && name.back() == '*';
+        db.cached("INSERT OR IGNORE INTO function_triggers (event, prefix, function_id, filter) VALUES (?, ?, ?, ?)")
+            .bind(1, prefix ? name.substr(0, name.size() - 1) : name)
             .bind(2, prefix ? 1 : 0)
             .bind(3, f.id)
+            .bind(4, trigger.filter)
             .exec();
       }
     }
@@ -565,11 +596,14 @@ std::vector<FunctionRecord> SqliteStore::list_functions() {
       f.registered_by = s->get_text(4);
       out.push_back(std::move(f));
     }
-    StatementScope t(db.cached("SELECT function_id, event, prefix FROM function_triggers ORDER BY function_id, event"));
+    StatementScope t(db.cached(
+        "SELECT function_id, event, prefix, filter FROM function_triggers ORDER BY function_id, event, filter"));
     while (t->step()) {
       std::string id = t->get_text(0);
       auto it = std::lower_bound(out.begin(), out.end(), id, [](const FunctionRecord& f, const std::string& k) { return f.id < k; });
-      if (it != out.end() && it->id == id) it->triggers.push_back(t->get_text(1) + (t->get_int(2) ? "*" : ""));
+      if (it != out.end() && it->id == id) {
+        it->triggers.push_back(Trigger{t->get_text(1) + (t->get_int(2) ? "*" : ""), t->get_text(3)});
+      }
     }
     return out;
   });

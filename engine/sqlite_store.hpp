@@ -7,11 +7,14 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
 #include <durable/engine.hpp>
 
+#include "engine/expression.hpp"
 #include "engine/ids.hpp"
 #include "engine/store.hpp"
 
@@ -81,10 +84,14 @@ class SqliteStore final : public Store {
   auto read(Fn&& fn);
   // Inserts one event and its runs inside a write transaction (see ingest()).
   Outcome insert_event(SqliteDb& db, const Item& item, TimePoint now, std::chrono::milliseconds dedup_window);
+  // A recorded trigger filter, parsed once per text; nullptr if it cannot be parsed.
+  const Expression* parsed_filter(const std::string& text);
 
   SqliteStoreOptions options_;
   bool in_memory_;
   IdGenerator ids_;  // for the runs that ingest starts for recorded functions
+  std::mutex filters_mu_;
+  std::unordered_map<std::string, std::optional<Expression>> filters_;  // guarded by filters_mu_
   std::unique_ptr<SqliteDb> writer_db_;
   std::mutex shared_mu_;  // ":memory:" only: serializes the one connection
 

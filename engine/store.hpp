@@ -22,6 +22,7 @@
 
 #include <durable/clock.hpp>
 #include <durable/event.hpp>
+#include <durable/function.hpp>
 #include <durable/run.hpp>
 
 namespace durable {
@@ -198,7 +199,7 @@ class RunReader {
 struct FunctionRecord {
   std::string id;
   std::string name;
-  std::vector<std::string> triggers;  // event names, or "prefix/*"
+  std::vector<Trigger> triggers;      // event names ("prefix/*" too), with their filters
   nlohmann::json config;              // options as the API shows them (retries, backoff, ...)
   TimePoint registered_at{};
   std::string registered_by;          // the worker process

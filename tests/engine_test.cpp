@@ -78,6 +78,44 @@ TEST_SUITE("engine") {
     REQUIRE(engine.drain());
   }
 
+  TEST_CASE("a trigger filter starts the function only for the events it is true of, here and in other processes") {
+    TempDir dir;
+    auto clock = std::make_shared<ManualClock>();
+    Engine engine(engine_options(dir.file("t.db"), clock));
+    engine.function({.id = "big-eur"},
+                    {on_event("order/created", "event.data.amount > 100 && event.data.currency == 'EUR'"),
+                     on_event("order/*", "event.data.vip")},
+                    noop);
+    engine.function({.id = "all"}, on_event("order/created"), noop);
+    engine.start();
+    // Another process on the database, with no functions: its ingest reads the recorded
+    // triggers and their filters.
+    Engine other(engine_options(dir.file("t.db"), clock));
+    for (Engine* sender : {&engine, &other}) {
+      auto started_by = [&](nlohmann::json data) {
+        std::vector<std::string> ids;
+        for (auto& run : sender->runs_for_event(sender->send({.name = "order/created", .data = data}))) {
+          ids.push_back(run.function_id);
+        }
+        std::sort(ids.begin(), ids.end());
+        return ids;
+      };
+      CHECK(started_by({{"amount", 250}, {"currency", "EUR"}}) == std::vector<std::string>{"all", "big-eur"});
+      CHECK(started_by({{"amount", 50}, {"currency", "EUR"}}) == std::vector<std::string>{"all"});
+      CHECK(started_by({{"amount", 250}, {"currency", "USD"}}) == std::vector<std::string>{"all"});
+      CHECK(started_by({{"currency", "EUR"}}) == std::vector<std::string>{"all"});  // no amount: null > 100 is false
+      CHECK(started_by({{"amount", 1}, {"vip", true}}) == std::vector<std::string>{"all", "big-eur"});  // the other trigger
+    }
+    REQUIRE(engine.drain());
+  }
+
+  TEST_CASE("a malformed trigger filter is refused at registration, naming the column") {
+    TempDir dir;
+    Engine engine(engine_options(dir.file("t.db"), std::make_shared<ManualClock>()));
+    CHECK_THROWS_WITH_AS(engine.function({.id = "f"}, on_event("a/b", "event.data.x >"), noop),
+                         doctest::Contains("function 'f': the filter of trigger 'a/b' is invalid: column"), Error);
+  }
+
   TEST_CASE("Engine::send refuses invalid events like the HTTP API and then stores nothing") {
     TempDir dir;
     auto clock = std::make_shared<ManualClock>();

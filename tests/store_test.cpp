@@ -75,9 +75,18 @@ void finish(Store& store, const std::string& run_id, int64_t epoch, RunStatus st
 
 ClaimedRun held(const std::string& run_id, int64_t epoch) { return ClaimedRun{run_id, "fn", "", epoch, 0}; }
 
-FunctionRecord function(const std::string& id, std::vector<std::string> triggers) {
-  return FunctionRecord{.id = id, .name = id + "-name", .triggers = std::move(triggers),
-                        .config = {{"retries", 3}}, .registered_at = kT0, .registered_by = "proc-1"};
+FunctionRecord function(const std::string& id, const std::vector<std::string>& events) {
+  FunctionRecord f{.id = id, .name = id + "-name", .config = {{"retries", 3}}, .registered_at = kT0,
+                   .registered_by = "proc-1"};
+  for (const auto& e : events) f.triggers.push_back(Trigger{e});
+  return f;
+}
+
+// The event names of a function's triggers.
+std::vector<std::string> names_of(const std::vector<Trigger>& triggers) {
+  std::vector<std::string> out;
+  for (const auto& t : triggers) out.push_back(t.event);
+  return out;
 }
 
 std::multiset<std::string> functions_of(const std::vector<Run>& runs) {
@@ -358,11 +367,12 @@ TEST_SUITE("store") {
     CHECK(fns[0].id == "f1");  // by id
     CHECK(fns[1].id == "f2");
     CHECK(fns[0].name == "f1-name");
-    CHECK(std::set<std::string>(fns[0].triggers.begin(), fns[0].triggers.end()) == std::set<std::string>{"a/b", "a/*"});
+    auto f1_names = names_of(fns[0].triggers);
+    CHECK(std::set<std::string>(f1_names.begin(), f1_names.end()) == std::set<std::string>{"a/b", "a/*"});
     CHECK(fns[0].config == nlohmann::json{{"retries", 3}});
     CHECK(fns[0].registered_at == kT0);
     CHECK(fns[0].registered_by == "proc-1");
-    CHECK(fns[1].triggers == std::vector<std::string>{"c/d"});
+    CHECK(names_of(fns[1].triggers) == std::vector<std::string>{"c/d"});
 
     // Registering f1 again replaces its record and all its triggers.
     FunctionRecord again = function("f1", {"x/y"});
@@ -374,11 +384,11 @@ TEST_SUITE("store") {
     fns = store->list_functions();
     REQUIRE(fns.size() == 2);
     CHECK(fns[0].name == "renamed");
-    CHECK(fns[0].triggers == std::vector<std::string>{"x/y"});
+    CHECK(names_of(fns[0].triggers) == std::vector<std::string>{"x/y"});
     CHECK(fns[0].config == nlohmann::json{{"retries", 0}});
     CHECK(fns[0].registered_at == kT0 + 1h);
     CHECK(fns[0].registered_by == "proc-2");
-    CHECK(fns[1].triggers == std::vector<std::string>{"c/d"});  // others untouched
+    CHECK(names_of(fns[1].triggers) == std::vector<std::string>{"c/d"});  // others untouched
 
     CHECK_FALSE(store->unregister_function("nope"));
     CHECK(store->unregister_function("f2"));

@@ -65,14 +65,19 @@ struct FunctionOptions {
   FailureHandler on_failure;
 };
 
-// Starts the function when an event of that name arrives.
+// Starts the function when an event of that name arrives (and passes the filter, if any).
 struct Trigger {
-  std::string event;  // an exact name, or "prefix/*" for every name that starts with "prefix/"
+  std::string event;   // an exact name, or "prefix/*" for every name that starts with "prefix/"
+  std::string filter;  // an expression over `event` (docs/expressions.md); empty: every event
 };
 
-// A trigger on events named `name`; "prefix/*" matches every event under "prefix/".
-// Invalid names are reported when the function is registered.
-inline Trigger on_event(std::string name) { return Trigger{std::move(name)}; }
+// A trigger on events named `name`; "prefix/*" matches every event under "prefix/". With a
+// filter, only the events for which it is true:
+//   on_event("order/created", "event.data.amount > 100 && event.data.currency == 'EUR'")
+// Invalid names and filters are reported when the function is registered.
+inline Trigger on_event(std::string name, std::string filter = {}) {
+  return Trigger{std::move(name), std::move(filter)};
+}
 
 // One trigger or several: `on_event("a")` or `{on_event("a"), on_event("b/*")}`.
 struct Triggers {
