@@ -141,11 +141,17 @@ Run RunControl::replay(const std::string& run_id, const ReplayOptions& options) 
   return created;
 }
 
-BulkResult RunControl::cancel_matching(const RunFilter& filter, int limit, const std::string& cursor) {
-  BulkResult result;
+std::vector<Run> RunControl::next_page(const RunFilter& filter, int limit, const std::string& cursor,
+                                      BulkResult& result) {
   if (cursor.empty()) result.total = store_.count_runs(filter);
   std::vector<Run> page = store_.list_runs(filter, limit + 1, cursor);
   result.next_cursor = trim_page(page, limit);
+  return page;
+}
+
+BulkResult RunControl::cancel_matching(const RunFilter& filter, int limit, const std::string& cursor) {
+  BulkResult result;
+  std::vector<Run> page = next_page(filter, limit, cursor, result);
   std::vector<std::string> ids;
   for (const Run& r : page) ids.push_back(r.id);
   auto changes = store_.cancel_runs(ids, clock_.now());
@@ -160,9 +166,7 @@ BulkResult RunControl::cancel_matching(const RunFilter& filter, int limit, const
 
 BulkResult RunControl::replay_matching(const RunFilter& filter, int limit, const std::string& cursor) {
   BulkResult result;
-  if (cursor.empty()) result.total = store_.count_runs(filter);
-  std::vector<Run> page = store_.list_runs(filter, limit + 1, cursor);
-  result.next_cursor = trim_page(page, limit);
+  std::vector<Run> page = next_page(filter, limit, cursor, result);
   std::vector<FunctionRecord> functions = store_.list_functions();
   std::vector<NewRun> runs;
   for (const Run& original : page) {

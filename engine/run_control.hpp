@@ -55,6 +55,9 @@ class RunControl {
 
  private:
   Run must_find(const std::string& run_id);
+  // The page of a bulk action: up to `limit` runs below `cursor`; sets result.next_cursor,
+  // and result.total on the first page.
+  std::vector<Run> next_page(const RunFilter& filter, int limit, const std::string& cursor, BulkResult& result);
   // The new run replaying `original` (not stored yet).
   NewRun replay_of(const Run& original, const ReplayOptions& options);
   // Throws 409 unless some process recorded `function_id` (else the run would never start).
