@@ -12,6 +12,8 @@ packages=(
   libfmt-dev              # formatting
   doctest-dev             # tests
   libstb-dev libwebp-dev  # the image example: decode/resize (stb), encode (libwebp)
+  libhowardhinnant-date-dev  # time zones and DST of cron triggers (Howard Hinnant's date/tz, system tz database)
+  tzdata                  # the system tz database (/usr/share/zoneinfo) that date/tz reads
   prometheus              # promtool: tests/metrics_test.cpp checks GET /metrics with it
 )
 
