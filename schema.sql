@@ -100,3 +100,29 @@ DROP INDEX runs_by_function;
 CREATE INDEX runs_by_function ON runs (function_id, id);
 CREATE INDEX runs_failed ON runs (id) WHERE status = 'failed';
 CREATE INDEX runs_cancelled ON runs (id) WHERE status = 'cancelled';
+
+-- version 3
+
+-- Waits for an event (step.wait_for_event, step.invoke): one row per waiting step, from the
+-- commit that suspends the run until the wait is resolved (by a matching event, in the
+-- transaction that stores it) or times out. docs/journal.md describes the entries around it.
+CREATE TABLE waits (
+  run_id           TEXT NOT NULL,
+  step_key         TEXT NOT NULL,
+  event            TEXT NOT NULL,        -- the awaited event's name
+  match_path       TEXT NOT NULL,        -- "data.invoiceId": this field of the awaited event ...
+  match_value      TEXT NOT NULL,        -- ... must be this JSON (the run's event's field); '' and '': no match
+  condition        TEXT NOT NULL,        -- an expression over `event` and `async` ('' for none)
+  trigger_event_id TEXT NOT NULL,        -- the run's event, bound to `event` in the condition
+  expires_at       INTEGER NOT NULL,     -- the timeout; no event resolves it after this
+  PRIMARY KEY (run_id, step_key)
+) WITHOUT ROWID;
+CREATE INDEX waits_by_event ON waits (event, match_path, match_value);
+
+-- step.invoke: a run started by another run's step names that run.
+ALTER TABLE runs ADD COLUMN parent_run_id TEXT;
+CREATE INDEX runs_by_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
+
+-- Waiting runs are in the queue too: they are claimed when their wait times out.
+DROP INDEX runs_due;
+CREATE INDEX runs_due ON runs (available_at) WHERE status IN ('queued', 'sleeping', 'waiting');

@@ -24,7 +24,7 @@ std::vector<std::string> status_filter(const ParsedArgs& args) {
     try {
       durable::parse_run_status(word);
     } catch (const durable::Error&) {
-      throw UsageError(fmt::format("--status: '{}' is not a run status (queued, running, sleeping, completed, "
+      throw UsageError(fmt::format("--status: '{}' is not a run status (queued, running, sleeping, waiting, completed, "
                                    "failed, cancelled)",
                                    word));
     }
@@ -281,7 +281,7 @@ std::vector<Command> run_commands() {
 Lists runs, newest first.
 
 Options:
-  --status S[,S]    only runs with one of these statuses: queued, running, sleeping,
+  --status S[,S]    only runs with one of these statuses: queued, running, sleeping, waiting,
                     completed, failed, cancelled
   --function F      only runs of function F
   --event ID        only runs the event ID started

@@ -66,7 +66,7 @@ RunStatus parse_status(const std::string& text) {
   try {
     return parse_run_status(text);
   } catch (const Error&) {
-    throw RequestError(400, fmt::format("unknown status '{}': use queued, running, sleeping, completed, failed or cancelled", text));
+    throw RequestError(400, fmt::format("unknown status '{}': use queued, running, sleeping, waiting, completed, failed or cancelled", text));
   }
 }
 

@@ -28,7 +28,8 @@ nlohmann::json run_json(const Run& run) {
           {"available_at", to_millis(run.available_at)},
           {"output", run.output},
           {"error", run.error},
-          {"replay_of", run.replay_of.empty() ? nlohmann::json(nullptr) : nlohmann::json(run.replay_of)}};
+          {"replay_of", run.replay_of.empty() ? nlohmann::json(nullptr) : nlohmann::json(run.replay_of)},
+          {"parent_run_id", run.parent_run_id.empty() ? nlohmann::json(nullptr) : nlohmann::json(run.parent_run_id)}};
 }
 
 nlohmann::json event_json(const StoredEvent& e) {
@@ -126,6 +127,49 @@ nlohmann::json steps_json(const std::vector<JournalEntry>& journal, TimePoint no
         bool pending = !run_finished && until > to_millis(now);
         s["status"] = pending ? "sleeping" : "completed";
         s["ended_at"] = pending ? nlohmann::json(nullptr) : nlohmann::json(until);
+        break;
+      }
+      case JournalKind::wait_started: {
+        nlohmann::json payload = parse_payload(e);
+        if (!payload.is_object()) break;
+        bool invoke = payload.contains("invoke");
+        nlohmann::json& s = step(e, invoke ? "invoke" : "wait_for_event");
+        s["started_at"] = to_millis(e.recorded_at);
+        s["until"] = payload.value("until", nlohmann::json());
+        s["status"] = run_finished ? "cancelled" : "waiting";
+        if (invoke) {
+          s["invoked_run_id"] = payload["invoke"].value("run_id", nlohmann::json());
+          s["invoked_function"] = payload["invoke"].value("function", nlohmann::json());
+        } else {
+          s["waiting_for"] = {{"event", payload.value("event", "")},
+                              {"match", payload.value("match", "")},
+                              {"if", payload.value("if", "")}};
+        }
+        break;
+      }
+      case JournalKind::wait_resolved: {
+        nlohmann::json payload = parse_payload(e);
+        nlohmann::json& s = step(e, "wait_for_event");
+        s["ended_at"] = to_millis(e.recorded_at);
+        s["attempts"] = 1;
+        if (!payload.is_object() || payload.value("timeout", false)) {
+          s["status"] = s["kind"] == "invoke" ? "failed" : "completed";
+          s["timed_out"] = true;
+          if (s["kind"] == "invoke") s["error"] = {{"name", "InvokeTimeout"}, {"message", "the invoked run did not finish in time"}};
+          break;
+        }
+        s["timed_out"] = false;
+        const nlohmann::json& event = payload.value("event", nlohmann::json::object());
+        if (s["kind"] == "invoke") {
+          // The child's durable/function.finished event: its status and output or error.
+          const nlohmann::json& data = event.value("data", nlohmann::json::object());
+          bool completed = data.value("status", "") == "completed";
+          s["status"] = completed ? "completed" : "failed";
+          s[completed ? "output" : "error"] = data.value(completed ? "output" : "error", nlohmann::json());
+        } else {
+          s["status"] = "completed";
+          s["output"] = {{"event_id", payload.value("event_id", nlohmann::json())}, {"event", event}};
+        }
         break;
       }
       case JournalKind::run_cancelled:

@@ -88,6 +88,16 @@ class Engine::Impl {
     if (options_.poll_interval < std::chrono::milliseconds(1)) throw Error("EngineOptions::poll_interval must be positive");
     register_alert_webhook(functions_, options_.alert_webhook, clock_);
     store_ = std::make_unique<SqliteStore>(SqliteStoreOptions{.path = options_.database, .durability = options_.durability});
+    // A wait resolved by an event stored here (or by a run's commit) queues its run: claim it
+    // at once if it is ours. Other processes' runs are found by their polling.
+    store_->set_wait_listener([this](const std::vector<std::string>& function_ids) {
+      for (const auto& id : function_ids) {
+        if (functions_.find(id)) {
+          notify();
+          return;
+        }
+      }
+    });
     env_ = std::make_unique<ExecutionEnv>(ExecutionEnv{*store_, *clock_, ids_, functions_,
                                                        [this](TimePoint at, bool sleep) { wake_at(at, sleep); },
                                                        stopping_, run_cache_, metrics_});

@@ -85,6 +85,9 @@ void FunctionRegistry::add(FunctionOptions options, std::vector<Trigger> trigger
   if (options.backoff.delays.empty()) {
     throw Error(fmt::format("function '{}': the backoff table is empty", options.id));
   }
+  if (options.timeouts.start.count() < 0 || options.timeouts.finish.count() < 0) {
+    throw Error(fmt::format("function '{}': timeouts must not be negative (0: none)", options.id));
+  }
   if (options.name.empty()) options.name = options.id;
 
   std::string failure_id = options.id + std::string(kFailureSuffix);
@@ -111,6 +114,7 @@ void FunctionRegistry::add(FunctionOptions options, std::vector<Trigger> trigger
     failure->options.id = failure_id;
     failure->options.name = failure->options.name + " (on failure)";
     failure->options.on_failure = nullptr;
+    failure->options.timeouts = {};  // the handler runs whenever the original failed
     failure->failure_handler = std::move(on_failure);
     functions_.emplace(failure_id, std::move(failure));
     ids_.push_back(failure_id);
@@ -129,6 +133,7 @@ std::vector<FunctionRecord> FunctionRegistry::records(const std::string& owner, 
                 {"backoff_ms", backoff},
                 {"max_jitter_ms", fn.options.backoff.max_jitter.count()},
                 {"on_failure", static_cast<bool>(fn.options.on_failure)},
+                {"timeouts_ms", {{"start", fn.options.timeouts.start.count()}, {"finish", fn.options.timeouts.finish.count()}}},
                 {"failure_handler_of", nullptr}};
     if (fn.failure_handler) r.config["failure_handler_of"] = id.substr(0, id.size() - kFailureSuffix.size());
     out.push_back(std::move(r));

@@ -175,7 +175,15 @@ std::vector<std::string> EventIngestor::ingest(std::vector<Event> events, std::s
     for (auto& run : items[i].runs) {
       if (run.lease) {
         if (!event) event = std::make_shared<const Event>(items[i].event);
-        leased.push_back(ClaimedRun{run.id, run.function_id, run.event_id, /*lease_epoch=*/1, /*attempt=*/0, now, event});
+        leased.push_back(ClaimedRun{.run_id = run.id,
+                                    .function_id = run.function_id,
+                                    .event_id = run.event_id,
+                                    .lease_epoch = 1,
+                                    .attempt = 0,
+                                    .available_at = now,
+                                    .created_at = now,
+                                    .started_at = now,
+                                    .fresh_event = event});
       } else {
         queued = true;
       }

@@ -105,6 +105,7 @@ std::string Metrics::render(const StoreStats& store, const QueueDepth& queue) co
   out += fmt::format("durable_queue_depth{{state=\"runnable\"}} {}\n", queue.runnable);
   out += fmt::format("durable_queue_depth{{state=\"scheduled\"}} {}\n", queue.scheduled);
   out += fmt::format("durable_queue_depth{{state=\"sleeping\"}} {}\n", queue.sleeping);
+  out += fmt::format("durable_queue_depth{{state=\"waiting\"}} {}\n", queue.waiting);
   out += fmt::format("durable_queue_depth{{state=\"running\"}} {}\n", queue.running);
   return out;
 }

@@ -11,7 +11,7 @@
 //   durable_store_commits_total                     write transactions committed
 //   durable_store_commit_writes_total               operations in them (writes / commits =
 //                                                   entries per commit)
-//   durable_queue_depth{state}                      runnable | scheduled | sleeping | running
+//   durable_queue_depth{state}                      runnable | scheduled | sleeping | waiting | running
 #pragma once
 
 #include <array>

@@ -19,7 +19,7 @@ RequestError no_such_run(const std::string& run_id) {
 
 bool is_step_entry(JournalKind kind) {
   return kind == JournalKind::step_completed || kind == JournalKind::step_failed ||
-         kind == JournalKind::sleep_scheduled;
+         kind == JournalKind::sleep_scheduled || kind == JournalKind::wait_started;
 }
 
 // An operator's action is logged here, once per run, whichever API made it: the run's own
@@ -108,12 +108,17 @@ NewRun RunControl::replay_of(const Run& original, const ReplayOptions& options) 
     // The steps recorded before it are kept as they are: their results (and sleeps' deadlines,
     // long passed) are what the new run's replay reads. Failed attempts are not copied.
     for (auto it = journal.begin(); it != from; ++it) {
-      if (it->kind == JournalKind::step_completed || it->kind == JournalKind::sleep_scheduled) run.entries.push_back(*it);
+      // A wait that ended before the step is memoized like a step: its start and its event.
+      if (it->kind == JournalKind::step_completed || it->kind == JournalKind::sleep_scheduled ||
+          it->kind == JournalKind::wait_started || it->kind == JournalKind::wait_resolved) {
+        run.entries.push_back(*it);
+      }
     }
     if (options.output) {
-      if (from->kind == JournalKind::sleep_scheduled) {
-        throw RequestError(400, fmt::format("step '{}' is a sleep: only a step.run has an output to replace",
-                                            options.from_step));
+      if (from->kind != JournalKind::step_completed && from->kind != JournalKind::step_failed) {
+        throw RequestError(400, fmt::format("step '{}' is {}: only a step.run has an output to replace",
+                                            options.from_step,
+                                            from->kind == JournalKind::sleep_scheduled ? "a sleep" : "a wait"));
       }
       run.entries.push_back(JournalEntry{.kind = JournalKind::step_completed,
                                          .step_key = options.from_step,

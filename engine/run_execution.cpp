@@ -1,6 +1,7 @@
 #include "engine/run_execution.hpp"
 
 #include <cassert>
+#include <cctype>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -8,6 +9,8 @@
 #include <durable/context.hpp>
 #include <durable/errors.hpp>
 
+#include "engine/expression.hpp"
+#include "engine/ingest.hpp"
 #include "engine/json_text.hpp"
 #include "engine/log.hpp"
 #include "engine/sqlite.hpp"
@@ -16,7 +19,29 @@ namespace durable {
 
 namespace {
 
-std::string_view kind_name(StepKind kind) { return kind == StepKind::run ? "step.run" : "step.sleep"; }
+std::string_view kind_name(StepKind kind) {
+  switch (kind) {
+    case StepKind::run: return "step.run";
+    case StepKind::sleep: return "step.sleep";
+    case StepKind::send_event: return "step.send_event";
+    case StepKind::wait_for_event: return "step.wait_for_event";
+    case StepKind::invoke: return "step.invoke";
+  }
+  return "step";
+}
+
+// How long step.invoke waits when InvokeOptions::timeout is 0.
+constexpr std::chrono::hours kDefaultInvokeTimeout{24 * 365};
+
+// Throws UsageError unless `path` is a field path: names of letters, digits, '_' or '-'
+// joined by dots ("data.invoiceId").
+void check_field_path(std::string_view step, std::string_view path) {
+  bool ok = !path.empty() && path.front() != '.' && path.back() != '.' && path.find("..") == std::string_view::npos;
+  for (char c : path) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.');
+  if (!ok) {
+    throw UsageError(fmt::format("step '{}': match '{}' is not a field path such as \"data.invoiceId\"", step, path));
+  }
+}
 
 // False if `value` holds a NaN or an infinity anywhere.
 bool is_storable(const nlohmann::json& value) {
@@ -54,6 +79,9 @@ void RunExecution::execute() {
       release();
       return;
     }
+    if (started_too_late()) return;
+    const Timeouts& timeouts = function_->options.timeouts;
+    if (timeouts.finish.count() > 0 && claim_.started_at) finish_deadline_ = *claim_.started_at + timeouts.finish;
     call_function();
   } catch (const std::exception& e) {
     // Only a failure to load the run gets here (user code runs inside call_function's
@@ -121,6 +149,12 @@ bool RunExecution::load() {
         break;
       case JournalKind::body_failed:
         ++body_failures_;
+        break;
+      case JournalKind::wait_started:
+        waits_[e.step_key] = nlohmann::json::parse(e.payload);
+        break;
+      case JournalKind::wait_resolved:
+        resolved_[e.step_key] = nlohmann::json::parse(e.payload);
         break;
       case JournalKind::run_completed:
       case JournalKind::run_failed:
@@ -193,8 +227,34 @@ void RunExecution::call_function() {
   }
 }
 
+bool RunExecution::started_too_late() {
+  std::chrono::milliseconds limit = function_->options.timeouts.start;
+  if (limit.count() <= 0 || !starting_ || !claim_.started_at || *claim_.started_at - claim_.created_at <= limit) {
+    return false;
+  }
+  // Its first claim came too late: it is cancelled without running. (Only a run that has not
+  // begun: one resumed by an operator, say, has.)
+  JournalEntry e{.kind = JournalKind::run_cancelled, .payload = to_json_text({{"reason", "start timeout"}})};
+  if (append({std::move(e)}, RunTransition{.status = RunStatus::cancelled, .available_at = env_.clock.now()})) {
+    state_ = State::finished;
+    env_.metrics.run_finished(claim_.function_id, RunStatus::cancelled);
+    log(LogLevel::warn, "run cancelled: not started within its start timeout",
+        {{"run", claim_.run_id}, {"function", claim_.function_id},
+         {"waited_ms", std::to_string((*claim_.started_at - claim_.created_at).count())}});
+  }
+  return true;
+}
+
 void RunExecution::check_can_continue() {
   if (state_ != State::running) throw Suspend{};
+  if (finish_deadline_ && env_.clock.now() >= *finish_deadline_) {
+    fail_run(ErrorInfo{.name = "TimeoutError",
+                       .message = fmt::format("the run did not finish within its finish timeout of {} ms",
+                                              function_->options.timeouts.finish.count()),
+                       .kind = ErrorInfo::Kind::non_retriable},
+             "");
+    throw Suspend{};
+  }
   if (env_.stopping.load(std::memory_order_relaxed)) {
     // Shutting down: the step already finished is recorded; give the run back so that the
     // next process (or another one) continues from here at once.
@@ -269,9 +329,7 @@ void RunExecution::confirm_lease() {
   try {
     ours = env_.store.holds_lease(claim_.run_id, claim_.lease_epoch);
   } catch (const StoreError& e) {
-    state_ = State::abandoned;
-    log(LogLevel::error, "execution abandoned after a store failure; lease recovery will replay the run",
-        {{"run", claim_.run_id}, {"function", claim_.function_id}, {"error", e.what()}});
+    abandon(e);
     throw Suspend{};
   }
   if (!ours) {
@@ -350,8 +408,182 @@ void RunExecution::sleep_to(const std::string& key, TimePoint requested) {
   suspend_until({std::move(e)}, RunStatus::sleeping, requested, 0);
 }
 
-bool RunExecution::append(std::vector<JournalEntry> entries, std::optional<RunTransition> transition,
-                          std::vector<NewRun> new_runs, std::vector<IngestStore::Item> new_events) {
+std::vector<std::string> RunExecution::send_events(std::string_view id, std::vector<Event> events) {
+  check_can_continue();
+  std::string key = next_key(id, StepKind::send_event);
+  if (auto it = outputs_.find(key); it != outputs_.end()) return it->second.get<std::vector<std::string>>();
+  TimePoint now = env_.clock.now();
+  std::vector<IngestStore::Item> items;
+  std::vector<std::string> ids;
+  for (size_t i = 0; i < events.size(); ++i) {
+    try {
+      validate_event(events[i]);
+    } catch (const RequestError& e) {
+      throw UsageError(fmt::format("step '{}': event {} cannot be sent: {}", key, i, e.what()));
+    }
+    if (events[i].ts == TimePoint{}) events[i].ts = now;
+    ids.push_back(env_.ids.next(now));
+    items.push_back(IngestStore::Item{ids.back(), std::move(events[i]), {}});
+  }
+  nlohmann::json output = ids;
+  // The events and the step's record share one commit: sent once, whatever happens next.
+  JournalEntry e{.kind = JournalKind::step_completed, .step_key = key, .payload = to_json_text(output), .started_at = now};
+  if (!append({std::move(e)}, std::nullopt, {}, items)) throw Suspend{};
+  outputs_[key] = std::move(output);
+  wake_local_subscribers(items);
+  return ids;
+}
+
+std::optional<Event> RunExecution::wait_for_event(std::string_view id, const WaitForEventOptions& options) {
+  check_can_continue();
+  std::string key = next_key(id, StepKind::wait_for_event);
+  auto resolved = resolved_.find(key);
+  nlohmann::json result = resolved != resolved_.end() ? resolved->second : nlohmann::json();
+  if (resolved == resolved_.end()) {
+    if (options.event.empty()) {
+      throw UsageError(fmt::format("step '{}': wait_for_event needs .event, the name of the event to wait for", key));
+    }
+    if (options.timeout <= std::chrono::milliseconds(0)) {
+      throw UsageError(fmt::format("step '{}': wait_for_event needs a .timeout longer than 0", key));
+    }
+    WaitRegistration wait{.step_key = key, .event = options.event, .condition = options.if_,
+                          .trigger_event_id = claim_.event_id};
+    if (!options.match.empty()) {
+      check_field_path(key, options.match);
+      nlohmann::json event = *event_;
+      wait.match_path = options.match;
+      wait.match_value = to_json_text(Expression::parse("event." + options.match).evaluate({{"event", &event}}));
+    }
+    if (!options.if_.empty()) {
+      try {
+        Expression::parse(options.if_);
+      } catch (const ExpressionError& e) {
+        throw UsageError(fmt::format("step '{}': the if_ expression is invalid: {}", key, e.what()));
+      }
+    }
+    std::optional<JournalEntry> started;
+    if (auto it = waits_.find(key); it != waits_.end()) {
+      // Begun in an earlier execution: its window and deadline stand.
+      wait.since = from_millis(it->second.at("since").get<int64_t>());
+      wait.expires_at = from_millis(it->second.at("until").get<int64_t>());
+    } else {
+      wait.since = env_.clock.now();
+      wait.expires_at = wait.since + options.timeout;
+      started = JournalEntry{.kind = JournalKind::wait_started,
+                             .step_key = key,
+                             .payload = to_json_text({{"event", options.event},
+                                                      {"match", options.match},
+                                                      {"if", options.if_},
+                                                      {"since", to_millis(wait.since)},
+                                                      {"until", to_millis(wait.expires_at)}})};
+    }
+    result = await(std::move(wait), std::move(started));
+  }
+  if (result.value("timeout", false)) return std::nullopt;
+  return result.at("event").get<Event>();
+}
+
+nlohmann::json RunExecution::invoke(std::string_view id, const InvokeOptions& options) {
+  check_can_continue();
+  std::string key = next_key(id, StepKind::invoke);
+  auto resolved = resolved_.find(key);
+  nlohmann::json result = resolved != resolved_.end() ? resolved->second : nlohmann::json();
+  std::string function = options.function;
+  if (resolved == resolved_.end()) {
+    if (options.function.empty()) throw UsageError(fmt::format("step '{}': invoke needs .function, the id of the function to run", key));
+    if (!options.data.is_object()) throw UsageError(fmt::format("step '{}': invoke's .data must be a JSON object", key));
+    WaitRegistration wait{.step_key = key, .event = kFunctionFinishedEvent, .match_path = "data.run_id",
+                          .trigger_event_id = claim_.event_id};
+    std::optional<JournalEntry> started;
+    std::vector<IngestStore::Item> events;
+    std::string child;
+    if (auto it = waits_.find(key); it != waits_.end()) {
+      child = it->second.at("invoke").at("run_id").get<std::string>();
+      wait.since = from_millis(it->second.at("since").get<int64_t>());
+      wait.expires_at = from_millis(it->second.at("until").get<int64_t>());
+    } else {
+      if (!env_.functions.find(function)) {
+        auto recorded = env_.store.list_functions();
+        bool known = std::any_of(recorded.begin(), recorded.end(), [&](const FunctionRecord& f) { return f.id == function; });
+        if (!known) throw UsageError(fmt::format("step '{}': no worker registers function '{}' to invoke", key, function));
+      }
+      TimePoint now = env_.clock.now();
+      child = env_.ids.next(now);
+      std::string event_id = env_.ids.next(now);
+      // The child is created with the commit that starts the wait, so it cannot finish
+      // before its parent waits for it.
+      events.push_back(IngestStore::Item{
+          event_id, Event{.name = kFunctionInvokedEvent, .data = options.data, .ts = now},
+          {NewRun{.id = child, .function_id = function, .event_id = event_id, .parent_run_id = claim_.run_id}}});
+      wait.since = now;
+      wait.expires_at = now + (options.timeout > std::chrono::milliseconds(0) ? options.timeout : kDefaultInvokeTimeout);
+      started = JournalEntry{.kind = JournalKind::wait_started,
+                             .step_key = key,
+                             .payload = to_json_text({{"invoke", {{"function", function}, {"run_id", child}}},
+                                                      {"event", kFunctionFinishedEvent},
+                                                      {"since", to_millis(wait.since)},
+                                                      {"until", to_millis(wait.expires_at)}})};
+    }
+    wait.match_value = to_json_text(child);
+    result = await(std::move(wait), std::move(started), std::move(events));
+  } else if (auto it = waits_.find(key); it != waits_.end()) {
+    function = it->second.at("invoke").value("function", function);
+  }
+  if (result.value("timeout", false)) {
+    throw StepError(key, "InvokeTimeout", fmt::format("the invoked run of '{}' did not finish in time", function));
+  }
+  const nlohmann::json& data = result.at("event").at("data");
+  if (data.value("status", "") == "completed") return data.value("output", nlohmann::json());
+  const nlohmann::json& error = data.value("error", nlohmann::json::object());
+  throw StepError(key, error.value("name", "Error"), error.value("message", "the invoked run failed"));
+}
+
+nlohmann::json RunExecution::await(WaitRegistration wait, std::optional<JournalEntry> started,
+                                   std::vector<IngestStore::Item> new_events) {
+  std::string key = wait.step_key;
+  std::vector<JournalEntry> entries;
+  if (started) entries.push_back(*started);
+  if (wait.expires_at <= env_.clock.now()) {
+    // Claimed at the deadline: nothing came. The entry ends the registration (see commit).
+    nlohmann::json timeout{{"timeout", true}};
+    entries.push_back(JournalEntry{.kind = JournalKind::wait_resolved, .step_key = key, .payload = to_json_text(timeout)});
+    if (!append(std::move(entries), std::nullopt, {}, std::move(new_events))) throw Suspend{};
+    resolved_[key] = timeout;
+    return timeout;
+  }
+  TimePoint wake = until_deadline(wait.expires_at);
+  Commit c = make_commit(std::move(entries), RunTransition{.status = RunStatus::waiting, .available_at = wake, .attempt = 0});
+  c.new_events = std::move(new_events);
+  JournalStore::WaitOutcome outcome;
+  try {
+    outcome = env_.store.commit_wait(c, wait);
+  } catch (const StoreError& e) {
+    abandon(e);
+    throw Suspend{};
+  }
+  if (!committed(c, outcome.result)) throw Suspend{};
+  if (started) waits_[key] = nlohmann::json::parse(started->payload);
+  wake_local_subscribers(c.new_events);
+  if (outcome.arrived) {
+    // It had come already (between the start of the wait and now): the store recorded it.
+    nlohmann::json payload{{"event_id", outcome.arrived->id}, {"event", outcome.arrived->event}};
+    journal_.push_back(JournalEntry{.seq = next_seq_++, .kind = JournalKind::wait_resolved, .step_key = key,
+                                    .payload = to_json_text(payload), .recorded_at = c.now});
+    resolved_[key] = payload;
+    return payload;
+  }
+  state_ = State::suspended;
+  if (!env_.stopping.load()) env_.cache.put(claim_.run_id, CachedRun{claim_.lease_epoch, std::move(journal_), event_});
+  env_.wake_at(wake, false);
+  throw Suspend{};
+}
+
+TimePoint RunExecution::until_deadline(TimePoint at) const {
+  // A run that must finish by its deadline is claimed then at the latest, to fail.
+  return finish_deadline_ ? std::min(at, *finish_deadline_) : at;
+}
+
+Commit RunExecution::make_commit(std::vector<JournalEntry> entries, std::optional<RunTransition> transition) {
   if (!pending_.empty()) {
     entries.insert(entries.begin(), std::make_move_iterator(pending_.begin()), std::make_move_iterator(pending_.end()));
     pending_.clear();
@@ -366,19 +598,19 @@ bool RunExecution::append(std::vector<JournalEntry> entries, std::optional<RunTr
   }
   c.entries = std::move(entries);
   c.transition = std::move(transition);
-  c.new_runs = std::move(new_runs);
-  c.new_events = std::move(new_events);
-  JournalStore::CommitResult result;
-  try {
-    result = env_.store.commit(c);
-  } catch (const StoreError& e) {
-    // The run stays leased to this process until the lease runs out (it is no longer
-    // renewed once this execution ends); then it is recovered and replayed.
-    state_ = State::abandoned;
-    log(LogLevel::error, "execution abandoned after a store failure; lease recovery will replay the run",
-        {{"run", claim_.run_id}, {"function", claim_.function_id}, {"error", e.what()}});
-    return false;
-  }
+  c.dedup_window = kDedupWindow;  // for the ids of events sent by step.send_event
+  return c;
+}
+
+void RunExecution::abandon(const std::exception& e) {
+  // The run stays leased to this process until the lease runs out (it is no longer renewed
+  // once this execution ends); then it is recovered and replayed.
+  state_ = State::abandoned;
+  log(LogLevel::error, "execution abandoned after a store failure; lease recovery will replay the run",
+      {{"run", claim_.run_id}, {"function", claim_.function_id}, {"error", e.what()}});
+}
+
+bool RunExecution::committed(Commit& c, JournalStore::CommitResult result) {
   if (result == JournalStore::CommitResult::lease_lost) {
     state_ = State::fenced;
     log(LogLevel::warn, "commit refused: the run was cancelled, or another worker owns it now; this execution stops",
@@ -391,7 +623,23 @@ bool RunExecution::append(std::vector<JournalEntry> entries, std::optional<RunTr
   return true;
 }
 
+bool RunExecution::append(std::vector<JournalEntry> entries, std::optional<RunTransition> transition,
+                          std::vector<NewRun> new_runs, std::vector<IngestStore::Item> new_events) {
+  Commit c = make_commit(std::move(entries), std::move(transition));
+  c.new_runs = std::move(new_runs);
+  c.new_events = std::move(new_events);
+  JournalStore::CommitResult result;
+  try {
+    result = env_.store.commit(c);
+  } catch (const StoreError& e) {
+    abandon(e);
+    return false;
+  }
+  return committed(c, result);
+}
+
 void RunExecution::suspend_until(std::vector<JournalEntry> entries, RunStatus status, TimePoint at, int attempt) {
+  at = until_deadline(at);
   if (!append(std::move(entries), RunTransition{.status = status, .available_at = at, .attempt = attempt})) {
     throw Suspend{};
   }
@@ -406,7 +654,8 @@ void RunExecution::suspend_until(std::vector<JournalEntry> entries, RunStatus st
 std::vector<IngestStore::Item> RunExecution::lifecycle_events(const char* status, const char* result_field,
                                                              const nlohmann::json& result) {
   std::vector<IngestStore::Item> items;
-  if (event_->name.rfind("durable/function.", 0) == 0) return items;  // see kFunctionFinishedEvent
+  // See kFunctionFinishedEvent. (Invoked runs do emit them: that is how their parent learns.)
+  if (event_->name == kFunctionFinishedEvent || event_->name == kFunctionFailedEvent) return items;
   TimePoint now = env_.clock.now();
   nlohmann::json data{{"run_id", claim_.run_id},
                       {"function_id", claim_.function_id},
@@ -420,10 +669,12 @@ std::vector<IngestStore::Item> RunExecution::lifecycle_events(const char* status
   return items;
 }
 
-void RunExecution::wake_lifecycle_subscribers(const std::vector<IngestStore::Item>& events) {
+void RunExecution::wake_local_subscribers(const std::vector<IngestStore::Item>& events) {
   // Runs of other processes' functions are found by their polling; ours need a wake-up.
   for (const auto& item : events) {
-    if (!env_.functions.match(item.event).empty()) {
+    bool ours = !env_.functions.match(item.event).empty();
+    for (const NewRun& run : item.runs) ours = ours || env_.functions.find(run.function_id);
+    if (ours) {
       env_.wake_at(env_.clock.now(), false);
       return;
     }
@@ -445,7 +696,7 @@ void RunExecution::complete_run(const nlohmann::json& output) {
   state_ = State::finished;
   log(LogLevel::info, "run completed", {{"run", claim_.run_id}, {"function", claim_.function_id}});
   env_.metrics.run_finished(claim_.function_id, RunStatus::completed);
-  wake_lifecycle_subscribers(events);
+  wake_local_subscribers(events);
 }
 
 void RunExecution::fail_run(const ErrorInfo& error, const std::string& step_key,
@@ -478,7 +729,7 @@ void RunExecution::fail_run(const ErrorInfo& error, const std::string& step_key,
   log(LogLevel::error, "run failed",
       {{"run", claim_.run_id}, {"function", claim_.function_id}, {"step", step_key}, {"error", error.message}});
   if (has_handler) env_.wake_at(env_.clock.now(), false);
-  wake_lifecycle_subscribers(events);
+  wake_local_subscribers(events);
 }
 
 void RunExecution::retry_body(const ErrorInfo& error) {

@@ -52,6 +52,9 @@ class RunExecution final : public Runtime {
   [[noreturn]] void fail_step(const StepStart& start, std::exception_ptr error) override;
   void sleep_until(std::string_view id, TimePoint until) override;
   void sleep_for(std::string_view id, std::chrono::milliseconds duration) override;
+  std::vector<std::string> send_events(std::string_view id, std::vector<Event> events) override;
+  std::optional<Event> wait_for_event(std::string_view id, const WaitForEventOptions& options) override;
+  nlohmann::json invoke(std::string_view id, const InvokeOptions& options) override;
 
  private:
   enum class State {
@@ -66,7 +69,13 @@ class RunExecution final : public Runtime {
   bool load();
   void call_function();
   std::string next_key(std::string_view id, StepKind kind);
+  // Throws Suspend if the execution must stop: suspended, fenced, the engine stopping (the run
+  // is handed back), or past the run's finish timeout (the run is failed).
   void check_can_continue();
+  // The start timeout: cancels the run, and returns true, if its first claim came too late.
+  bool started_too_late();
+  // `at`, or the finish deadline if that comes first.
+  TimePoint until_deadline(TimePoint at) const;
   // Commits the pending entries, if any. Throws Suspend if the commit is refused.
   void flush();
   // Throws Suspend unless the run is still held under our lease epoch, checked once per
@@ -76,6 +85,13 @@ class RunExecution final : public Runtime {
   void lease_confirmed();
   // The step body now running ended this way (see Metrics::step_finished).
   void count_step(std::string_view outcome);
+  // A commit of the pending entries, then `entries` (numbering them all), with `transition`.
+  Commit make_commit(std::vector<JournalEntry> entries, std::optional<RunTransition> transition);
+  // After the store answered `result` to `c`: records what was committed and returns true,
+  // or sets fenced and returns false.
+  bool committed(Commit& c, JournalStore::CommitResult result);
+  // A store failure ends the execution: sets abandoned and logs why.
+  void abandon(const std::exception& e);
   // Commits the pending entries, then `entries` (numbering them all), with `transition`.
   // Returns false, and sets fenced or abandoned, if the commit was refused or failed: the
   // execution must then stop. Never throws for a store failure: user code must not see one
@@ -87,7 +103,12 @@ class RunExecution final : public Runtime {
   std::vector<IngestStore::Item> lifecycle_events(const char* status, const char* result_field,
                                                   const nlohmann::json& result);
   // Wakes the scheduler if functions of this process trigger on `events`.
-  void wake_lifecycle_subscribers(const std::vector<IngestStore::Item>& events);
+  void wake_local_subscribers(const std::vector<IngestStore::Item>& events);
+  // Waits for what `wait` describes, as step `wait.step_key`, first recording `started` (a
+  // wait_started entry) and storing `new_events` (an invoked run's event) with it. Returns
+  // the wait_resolved payload once resolved; throws Suspend while waiting.
+  nlohmann::json await(WaitRegistration wait, std::optional<JournalEntry> started,
+                       std::vector<IngestStore::Item> new_events = {});
   // Commits `entries` with a transition to `status` due `at`, asks for a wake-up then, and
   // throws Suspend. Throws Suspend without waking anyone if the commit is refused.
   [[noreturn]] void suspend_until(std::vector<JournalEntry> entries, RunStatus status, TimePoint at, int attempt);
@@ -103,6 +124,7 @@ class RunExecution final : public Runtime {
   State state_ = State::running;
   bool lease_confirmed_ = false;  // a commit or a check showed the run is ours (see confirm_lease)
   bool starting_ = false;         // a fresh run, not yet reported started (see lease_confirmed)
+  std::optional<TimePoint> finish_deadline_;  // Timeouts::finish after the run's start
   int64_t next_seq_ = 0;
   std::vector<JournalEntry> journal_;   // as loaded, plus every entry this execution committed
   std::shared_ptr<const Event> event_;  // the event that started the run
@@ -113,6 +135,8 @@ class RunExecution final : public Runtime {
   std::unordered_map<std::string, nlohmann::json> final_errors_;   // step key -> error
   std::unordered_map<std::string, int> failed_attempts_;           // step key -> failures so far
   std::unordered_map<std::string, TimePoint> sleeps_;              // step key -> deadline
+  std::unordered_map<std::string, nlohmann::json> waits_;          // step key -> wait_started payload
+  std::unordered_map<std::string, nlohmann::json> resolved_;       // step key -> wait_resolved payload
   int body_failures_ = 0;
 
   // Completed steps not yet committed (see complete_step): every commit takes them first.

@@ -26,7 +26,8 @@ namespace {
 
 constexpr const char* kJournalKinds[] = {"run_started", "step_completed", "step_failed",
                                          "sleep_scheduled", "body_failed", "run_completed",
-                                         "run_failed",  "run_cancelled",  "run_resumed"};
+                                         "run_failed",  "run_cancelled",  "run_resumed",
+                                         "wait_started", "wait_resolved"};
 
 std::string json_list(const std::vector<std::string>& items) { return nlohmann::json(items).dump(); }
 
@@ -56,8 +57,8 @@ void insert_entry(SqliteDb& db, std::string_view run_id, const JournalEntry& e) 
 void insert_run(SqliteDb& db, const NewRun& run, TimePoint now) {
   auto& s = db.cached(
       "INSERT INTO runs (id, function_id, event_id, status, available_at, lease_owner, lease_epoch, "
-      "lease_expires_at, created_at, started_at, replay_of) "
-      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      "lease_expires_at, created_at, started_at, replay_of, parent_run_id) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   s.bind(1, run.id).bind(2, run.function_id).bind(3, run.event_id);
   s.bind(5, to_millis(now)).bind(9, to_millis(now));
   if (run.lease) {
@@ -66,11 +67,15 @@ void insert_run(SqliteDb& db, const NewRun& run, TimePoint now) {
   } else {
     s.bind(4, "queued").bind_null(6).bind(7, 0).bind_null(8).bind_null(10);
   }
-  if (run.replay_of.empty()) {
-    s.bind_null(11);
-  } else {
-    s.bind(11, run.replay_of);
-  }
+  auto bind_optional = [&](int i, const std::string& text) {
+    if (text.empty()) {
+      s.bind_null(i);
+    } else {
+      s.bind(i, text);
+    }
+  };
+  bind_optional(11, run.replay_of);
+  bind_optional(12, run.parent_run_id);
   s.exec();
   insert_entry(db, run.id,
                JournalEntry{.seq = 0, .kind = JournalKind::run_started, .payload = run.started_payload,
@@ -81,6 +86,11 @@ void insert_run(SqliteDb& db, const NewRun& run, TimePoint now) {
     if (e.recorded_at == TimePoint{}) e.recorded_at = now;
     insert_entry(db, run.id, e);
   }
+}
+
+// The payload of a wait_resolved entry for an event (docs/journal.md).
+std::string wait_resolved_payload(const std::string& event_id, const nlohmann::json& event) {
+  return to_json_text({{"event_id", event_id}, {"event", event}});
 }
 
 // A recorded trigger whose event name matched: its function, and its filter ('' for none).
@@ -165,8 +175,9 @@ int bind_all(Statement& s, const std::vector<std::string>& binds) {
   return i;
 }
 
-// The next free seq of a run's journal. Only for operator actions, which take the run from
-// whoever holds it (by advancing the epoch in the same transaction), so nobody else appends.
+// The next free seq of a run's journal. Only for writers other than the lease holder
+// (operators, a resolved wait), which take the run from whoever holds it by advancing the
+// epoch in the same transaction, so nobody else appends.
 int64_t next_seq(SqliteDb& db, std::string_view run_id) {
   StatementScope s(db.cached("SELECT COALESCE(MAX(seq), -1) + 1 FROM journal WHERE run_id = ?"));
   s->bind(1, run_id);
@@ -185,7 +196,7 @@ constexpr const char* kEventColumns = "id, name, data, user_data, ts, v, dedup_k
 
 constexpr const char* kRunColumns =
     "id, function_id, event_id, status, attempt, output, error, created_at, started_at, ended_at, "
-    "available_at, replay_of";
+    "available_at, replay_of, parent_run_id";
 
 Run read_run(const Statement& s) {
   Run r;
@@ -201,6 +212,7 @@ Run read_run(const Statement& s) {
   if (!s.is_null(9)) r.ended_at = from_millis(s.get_int(9));
   r.available_at = from_millis(s.get_int(10));
   r.replay_of = s.get_optional_text(11).value_or("");
+  r.parent_run_id = s.get_optional_text(12).value_or("");
   return r;
 }
 
@@ -306,15 +318,27 @@ auto SqliteStore::read(Fn&& fn) {
 std::vector<IngestStore::Outcome> SqliteStore::ingest(const std::vector<Item>& items, TimePoint now,
                                                       std::chrono::milliseconds dedup_window) {
   std::vector<Outcome> outcomes;
+  std::vector<std::string> woken;
   writer_->write([&](SqliteDb& db) {
     outcomes.clear();
-    for (const Item& item : items) outcomes.push_back(insert_event(db, item, now, dedup_window));
+    woken.clear();
+    for (const Item& item : items) outcomes.push_back(insert_event(db, item, now, dedup_window, woken));
   });
+  notify_woken(woken);
   return outcomes;
 }
 
+void SqliteStore::set_wait_listener(std::function<void(const std::vector<std::string>&)> listener) {
+  wait_listener_ = std::move(listener);
+}
+
+void SqliteStore::notify_woken(const std::vector<std::string>& function_ids) {
+  if (!function_ids.empty() && wait_listener_) wait_listener_(function_ids);
+}
+
 IngestStore::Outcome SqliteStore::insert_event(SqliteDb& db, const Item& item, TimePoint now,
-                                               std::chrono::milliseconds dedup_window) {
+                                               std::chrono::milliseconds dedup_window,
+                                               std::vector<std::string>& woken) {
   bool duplicate = false;
   if (!item.event.id.empty()) {
     StatementScope seen(db.cached(
@@ -348,7 +372,93 @@ IngestStore::Outcome SqliteStore::insert_event(SqliteDb& db, const Item& item, T
     insert_run(db, NewRun{.id = ids_.next(now), .function_id = t.function_id, .event_id = item.event_id}, now);
     started.push_back(t.function_id);
   }
+  resolve_waits(db, item, now, woken);
   return Outcome::accepted;
+}
+
+const nlohmann::json& SqliteStore::WaitCandidate::trigger_event(SqliteDb& db) {
+  if (!trigger_json) {
+    StatementScope s(db.cached("SELECT name, data, user_data, ts, v, dedup_key FROM events WHERE id = ?"));
+    s->bind(1, trigger_event_id);
+    trigger_json = nlohmann::json::object();
+    if (s->step()) {
+      Event e{.id = s->get_optional_text(5).value_or(""), .name = s->get_text(0),
+              .data = nlohmann::json::parse(s->get_text(1)), .user = nlohmann::json::parse(s->get_text(2)),
+              .ts = from_millis(s->get_int(3)), .v = s->get_optional_text(4).value_or("")};
+      trigger_json = nlohmann::json(e);
+    }
+  }
+  return *trigger_json;
+}
+
+bool SqliteStore::wait_accepts(SqliteDb& db, WaitCandidate& wait, const nlohmann::json& event_json) {
+  if (!wait.match_path.empty()) {
+    const Expression* field = parsed_filter("async." + wait.match_path);
+    if (!field) return false;
+    nlohmann::json value = field->evaluate({{"async", &event_json}});
+    // A missing field matches nothing, not another event's missing field.
+    if (value.is_null() || to_json_text(value) != wait.match_value) return false;
+  }
+  if (wait.condition.empty()) return true;
+  const Expression* condition = parsed_filter(wait.condition);
+  return condition && condition->matches({{"event", &wait.trigger_event(db)}, {"async", &event_json}});
+}
+
+void SqliteStore::resolve_waits(SqliteDb& db, const Item& item, TimePoint now, std::vector<std::string>& woken) {
+  // The match paths of the waits for this name, by a loose scan of waits_by_event (one probe
+  // per distinct path, usually one; none when nothing waits for the name, the common case),
+  // then the waits whose match value is this event's field at that path, by the index.
+  std::vector<std::string> paths;
+  {
+    StatementScope s(db.cached(
+        "WITH RECURSIVE p(path) AS (SELECT (SELECT min(match_path) FROM waits WHERE event = ?1) "
+        "UNION ALL SELECT (SELECT min(match_path) FROM waits WHERE event = ?1 AND match_path > p.path) "
+        "FROM p WHERE p.path IS NOT NULL) SELECT path FROM p WHERE path IS NOT NULL"));
+    s->bind_static(1, item.event.name);
+    while (s->step()) paths.push_back(s->get_text(0));
+  }
+  if (paths.empty()) return;
+  nlohmann::json event_json = item.event;
+  std::vector<WaitCandidate> accepted;
+  for (const std::string& path : paths) {
+    std::string value;
+    if (!path.empty()) {
+      const Expression* field = parsed_filter("async." + path);
+      if (!field) continue;
+      nlohmann::json v = field->evaluate({{"async", &event_json}});
+      if (v.is_null()) continue;
+      value = to_json_text(v);
+    }
+    StatementScope s(db.cached(
+        "SELECT w.run_id, w.step_key, w.condition, w.trigger_event_id, r.function_id FROM waits w "
+        "JOIN runs r ON r.id = w.run_id WHERE w.event = ? AND w.match_path = ? AND w.match_value = ? "
+        "AND w.expires_at > ?"));
+    s->bind_static(1, item.event.name).bind_static(2, path).bind_static(3, value).bind(4, to_millis(now));
+    while (s->step()) {
+      WaitCandidate w{.run_id = s->get_text(0), .step_key = s->get_text(1), .match_path = path,
+                      .match_value = value, .condition = s->get_text(2), .trigger_event_id = s->get_text(3),
+                      .function_id = s->get_text(4)};
+      accepted.push_back(std::move(w));
+    }
+  }
+  if (accepted.empty()) return;
+  std::string payload = wait_resolved_payload(item.event_id, event_json);
+  for (WaitCandidate& w : accepted) {
+    if (!wait_accepts(db, w, event_json)) continue;
+    insert_entry(db, w.run_id,
+                 JournalEntry{.seq = next_seq(db, w.run_id), .kind = JournalKind::wait_resolved,
+                              .step_key = w.step_key, .payload = payload, .recorded_at = now});
+    db.cached("DELETE FROM waits WHERE run_id = ? AND step_key = ?").bind(1, w.run_id).bind(2, w.step_key).exec();
+    // Normally the run is waiting. It may be held by a worker that claimed it for the wait's
+    // timeout a moment ago: the new epoch fences that worker out, so its timeout is never
+    // recorded, and the next claim replays the run with this event.
+    db.cached(
+          "UPDATE runs SET status = 'queued', available_at = ?2, lease_owner = NULL, lease_expires_at = NULL, "
+          "lease_epoch = lease_epoch + 1 WHERE id = ?1 AND status IN ('waiting', 'running')")
+        .bind(1, w.run_id).bind(2, to_millis(now))
+        .exec();
+    woken.push_back(w.function_id);
+  }
 }
 
 const Expression* SqliteStore::parsed_filter(const std::string& text) {
@@ -393,15 +503,21 @@ std::vector<ClaimedRun> SqliteStore::claim(const std::vector<std::string>& funct
     StatementScope s(db.cached(
         "UPDATE runs SET status = 'running', lease_owner = ?1, lease_epoch = lease_epoch + 1, "
         "lease_expires_at = ?2, started_at = COALESCE(started_at, ?3) "
-        "WHERE id IN (SELECT id FROM runs INDEXED BY runs_due WHERE status IN ('queued', 'sleeping') "
+        "WHERE id IN (SELECT id FROM runs INDEXED BY runs_due WHERE status IN ('queued', 'sleeping', 'waiting') "
         "AND available_at <= ?6 AND (available_at <= ?3 OR status = 'sleeping') "
         "AND function_id IN (SELECT value FROM json_each(?4)) ORDER BY available_at LIMIT ?5) "
-        "RETURNING id, function_id, event_id, lease_epoch, attempt, available_at"));
+        "RETURNING id, function_id, event_id, lease_epoch, attempt, available_at, created_at, started_at"));
     s->bind(1, lease.owner).bind(2, to_millis(lease.expires_at)).bind(3, to_millis(now));
     s->bind(4, functions).bind(5, limit).bind(6, to_millis(now + ahead));
     while (s->step()) {
-      claimed.push_back(ClaimedRun{s->get_text(0), s->get_text(1), s->get_text(2), s->get_int(3),
-                                   static_cast<int>(s->get_int(4)), from_millis(s->get_int(5))});
+      claimed.push_back(ClaimedRun{.run_id = s->get_text(0),
+                                   .function_id = s->get_text(1),
+                                   .event_id = s->get_text(2),
+                                   .lease_epoch = s->get_int(3),
+                                   .attempt = static_cast<int>(s->get_int(4)),
+                                   .available_at = from_millis(s->get_int(5)),
+                                   .created_at = from_millis(s->get_int(6)),
+                                   .started_at = from_millis(s->get_int(7))});
     }
   });
   return claimed;
@@ -443,7 +559,7 @@ std::optional<TimePoint> SqliteStore::next_due(const std::vector<std::string>& f
   std::string functions = json_list(function_ids);
   return read([&](SqliteDb& db) -> std::optional<TimePoint> {
     StatementScope s(db.cached(
-        "SELECT available_at FROM runs INDEXED BY runs_due WHERE status IN ('queued', 'sleeping') "
+        "SELECT available_at FROM runs INDEXED BY runs_due WHERE status IN ('queued', 'sleeping', 'waiting') "
         "AND function_id IN (SELECT value FROM json_each(?)) ORDER BY available_at LIMIT 1"));
     s->bind(1, functions);
     if (!s->step()) return std::nullopt;
@@ -481,59 +597,128 @@ bool SqliteStore::holds_lease(std::string_view run_id, int64_t lease_epoch) {
   });
 }
 
+bool SqliteStore::apply_commit(SqliteDb& db, const Commit& c, bool with_transition, std::vector<std::string>& woken) {
+  // Fencing: the run must still be running under our lease epoch. The check is folded into
+  // the first statement, so the common commit (one step's result) is a single INSERT, and
+  // a refused check changes nothing. Only the lease holder appends (operators' entries
+  // advance the epoch in their transaction, see cancel_runs), and the epoch changes
+  // with every claim, so the holder's numbering is the journal's; the primary key
+  // (run_id, seq) refuses an entry written twice.
+  size_t first_plain_entry = 0;
+  if (with_transition && c.transition) {
+    if (!apply_transition(db, c.run_id, c.lease_epoch, *c.transition, c.now)) return false;
+  } else if (!c.entries.empty()) {
+    const JournalEntry& e = c.entries[0];
+    auto& s = db.cached(
+        "INSERT INTO journal (run_id, seq, kind, step_key, attempt, payload, started_at, recorded_at) "
+        "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1 AND "
+        "lease_epoch = ?9 AND status = 'running')");
+    bind_entry(s, c.run_id, e);
+    if (s.bind(9, c.lease_epoch).exec() == 0) return false;
+    first_plain_entry = 1;
+  } else {
+    StatementScope s(db.cached("SELECT 1 FROM runs WHERE id = ? AND lease_epoch = ? AND status = 'running'"));
+    s->bind(1, c.run_id).bind(2, c.lease_epoch);
+    if (!s->step()) return false;
+  }
+  for (size_t i = first_plain_entry; i < c.entries.size(); ++i) {
+    const JournalEntry& e = c.entries[i];
+    insert_entry(db, c.run_id, e);
+    if (e.kind == JournalKind::wait_resolved) {
+      db.cached("DELETE FROM waits WHERE run_id = ? AND step_key = ?").bind(1, c.run_id).bind(2, e.step_key).exec();
+    }
+  }
+  if (first_plain_entry == 1 && c.entries[0].kind == JournalKind::wait_resolved) {
+    db.cached("DELETE FROM waits WHERE run_id = ? AND step_key = ?").bind(1, c.run_id).bind(2, c.entries[0].step_key).exec();
+  }
+  if (with_transition && c.transition && is_finished(c.transition->status)) {
+    // A run that ends with a wait still registered (one it never needed the result of, in a
+    // parallel group) leaves nothing behind.
+    db.cached("DELETE FROM waits WHERE run_id = ?").bind(1, c.run_id).exec();
+  }
+  for (const NewRun& run : c.new_runs) insert_run(db, run, c.now);
+  for (const Item& item : c.new_events) insert_event(db, item, c.now, c.dedup_window, woken);
+  return true;
+}
+
+bool SqliteStore::apply_transition(SqliteDb& db, const std::string& run_id, int64_t lease_epoch,
+                                   const RunTransition& t, TimePoint now) {
+  assert(t.status != RunStatus::running && "a transition always ends the lease");
+  bool finished = is_finished(t.status);
+  int changed = db.cached(
+                      "UPDATE runs SET status = ?4, available_at = ?5, attempt = ?6, output = ?7, error = ?8, "
+                      "ended_at = CASE WHEN ?9 THEN ?10 ELSE ended_at END, "
+                      "lease_owner = NULL, lease_expires_at = NULL "
+                      "WHERE id = ?1 AND lease_epoch = ?2 AND status = 'running'")
+                    .bind(1, run_id).bind(2, lease_epoch)
+                    .bind(4, to_string(t.status)).bind(5, to_millis(t.available_at)).bind(6, t.attempt)
+                    .bind(7, t.output).bind(8, t.error).bind(9, finished ? 1 : 0).bind(10, to_millis(now))
+                    .exec();
+  return changed != 0;
+}
+
 JournalStore::CommitResult SqliteStore::commit(const Commit& c) {
   CommitResult result = CommitResult::committed;
+  std::vector<std::string> woken;
   writer_->write([&](SqliteDb& db) {
-    result = CommitResult::committed;
-    // Fencing: the run must still be running under our lease epoch. The check is folded into
-    // the first statement, so the common commit (one step's result) is a single INSERT, and
-    // a refused check changes nothing. Only the lease holder appends (operators' entries
-    // advance the epoch in their transaction, see cancel_runs), and the epoch changes
-    // with every claim, so the holder's numbering is the journal's; the primary key
-    // (run_id, seq) refuses an entry written twice.
-    size_t first_plain_entry = 0;
-    if (c.transition) {
-      const RunTransition& t = *c.transition;
-      assert(t.status != RunStatus::running && "a transition always ends the lease");
-      bool finished = is_finished(t.status);
-      int changed = db.cached(
-                          "UPDATE runs SET status = ?4, available_at = ?5, attempt = ?6, output = ?7, error = ?8, "
-                          "ended_at = CASE WHEN ?9 THEN ?10 ELSE ended_at END, "
-                          "lease_owner = NULL, lease_expires_at = NULL "
-                          "WHERE id = ?1 AND lease_epoch = ?2 AND status = 'running'")
-                        .bind(1, c.run_id).bind(2, c.lease_epoch)
-                        .bind(4, to_string(t.status)).bind(5, to_millis(t.available_at)).bind(6, t.attempt)
-                        .bind(7, t.output).bind(8, t.error).bind(9, finished ? 1 : 0).bind(10, to_millis(c.now))
-                        .exec();
-      if (changed == 0) {
-        result = CommitResult::lease_lost;
-        return;
-      }
-    } else if (!c.entries.empty()) {
-      const JournalEntry& e = c.entries[0];
-      auto& s = db.cached(
-          "INSERT INTO journal (run_id, seq, kind, step_key, attempt, payload, started_at, recorded_at) "
-          "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1 AND "
-          "lease_epoch = ?9 AND status = 'running')");
-      bind_entry(s, c.run_id, e);
-      if (s.bind(9, c.lease_epoch).exec() == 0) {
-        result = CommitResult::lease_lost;
-        return;
-      }
-      first_plain_entry = 1;
-    } else {
-      StatementScope s(db.cached("SELECT 1 FROM runs WHERE id = ? AND lease_epoch = ? AND status = 'running'"));
-      s->bind(1, c.run_id).bind(2, c.lease_epoch);
-      if (!s->step()) {
-        result = CommitResult::lease_lost;
-        return;
-      }
-    }
-    for (size_t i = first_plain_entry; i < c.entries.size(); ++i) insert_entry(db, c.run_id, c.entries[i]);
-    for (const NewRun& run : c.new_runs) insert_run(db, run, c.now);
-    for (const Item& item : c.new_events) insert_event(db, item, c.now, std::chrono::milliseconds(0));
+    woken.clear();
+    result = apply_commit(db, c, true, woken) ? CommitResult::committed : CommitResult::lease_lost;
   });
+  notify_woken(woken);
   return result;
+}
+
+JournalStore::WaitOutcome SqliteStore::commit_wait(const Commit& c, const WaitRegistration& wait) {
+  assert(c.transition && c.transition->status == RunStatus::waiting);
+  WaitOutcome outcome;
+  std::vector<std::string> woken;
+  writer_->write([&](SqliteDb& db) {
+    outcome = WaitOutcome{};
+    woken.clear();
+    // The entries first, the transition only once we know no event is already there.
+    if (!apply_commit(db, c, false, woken)) {
+      outcome.result = CommitResult::lease_lost;
+      return;
+    }
+    if (std::optional<StoredEvent> arrived = arrived_event(db, c.run_id, wait)) {
+      insert_entry(db, c.run_id,
+                   JournalEntry{.seq = next_seq(db, c.run_id), .kind = JournalKind::wait_resolved,
+                                .step_key = wait.step_key,
+                                .payload = wait_resolved_payload(arrived->id, nlohmann::json(arrived->event)),
+                                .recorded_at = c.now});
+      outcome.arrived = std::move(arrived);
+      return;
+    }
+    db.cached(
+          "INSERT OR REPLACE INTO waits (run_id, step_key, event, match_path, match_value, condition, "
+          "trigger_event_id, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+        .bind(1, c.run_id).bind(2, wait.step_key).bind(3, wait.event).bind(4, wait.match_path)
+        .bind(5, wait.match_value).bind(6, wait.condition).bind(7, wait.trigger_event_id)
+        .bind(8, to_millis(wait.expires_at))
+        .exec();
+    apply_transition(db, c.run_id, c.lease_epoch, *c.transition, c.now);  // fenced above
+  });
+  notify_woken(woken);
+  return outcome;
+}
+
+std::optional<StoredEvent> SqliteStore::arrived_event(SqliteDb& db, const std::string& run_id,
+                                                      const WaitRegistration& wait) {
+  // The events of that name received since the wait began (few: it began moments ago),
+  // through events_by_name, oldest first.
+  static const std::string sql = std::string("SELECT ") + kEventColumns +
+                                 " FROM events WHERE name = ? AND received_at >= ? AND duplicate = 0 "
+                                 "ORDER BY received_at, id";
+  WaitCandidate candidate{.run_id = run_id, .step_key = wait.step_key, .match_path = wait.match_path,
+                          .match_value = wait.match_value, .condition = wait.condition,
+                          .trigger_event_id = wait.trigger_event_id};
+  StatementScope s(db.cached(sql.c_str()));
+  s->bind(1, wait.event).bind(2, to_millis(wait.since));
+  while (s->step()) {
+    StoredEvent e = read_event(*s, 0);
+    if (wait_accepts(db, candidate, nlohmann::json(e.event))) return e;
+  }
+  return std::nullopt;
 }
 
 std::optional<Run> SqliteStore::find_run(std::string_view run_id) {
@@ -686,10 +871,34 @@ std::vector<StoredEvent> SqliteStore::list_events(const EventFilter& filter, int
   });
 }
 
+void SqliteStore::tell_parent_cancelled(SqliteDb& db, const std::string& run_id, TimePoint now,
+                                        std::vector<std::string>& woken) {
+  std::string function_id, event_id;
+  {
+    StatementScope s(db.cached("SELECT function_id, event_id FROM runs WHERE id = ? AND parent_run_id IS NOT NULL"));
+    s->bind(1, run_id);
+    if (!s->step()) return;
+    function_id = s->get_text(0);
+    event_id = s->get_text(1);
+  }
+  // The invoking run waits for this run's durable/function.finished, which a run emits when
+  // it completes or fails by itself: a cancelled one emits it here, so the parent's invoke
+  // throws now rather than at its timeout.
+  nlohmann::json data{{"run_id", run_id},
+                      {"function_id", function_id},
+                      {"event", {{"id", event_id}, {"name", kFunctionInvokedEvent}}},
+                      {"status", "cancelled"},
+                      {"error", {{"name", "Cancelled"}, {"message", "the invoked run was cancelled"}}}};
+  Item item{ids_.next(now), Event{.name = kFunctionFinishedEvent, .data = std::move(data), .ts = now}, {}};
+  insert_event(db, item, now, std::chrono::milliseconds(0), woken);
+}
+
 std::vector<RunAdmin::Change> SqliteStore::cancel_runs(const std::vector<std::string>& run_ids, TimePoint now) {
   std::vector<Change> results;
+  std::vector<std::string> woken;
   writer_->write([&](SqliteDb& db) {
     results.clear();
+    woken.clear();
     for (const std::string& id : run_ids) {
       int changed = db.cached(
                           "UPDATE runs SET status = 'cancelled', ended_at = ?2, lease_owner = NULL, "
@@ -703,9 +912,12 @@ std::vector<RunAdmin::Change> SqliteStore::cancel_runs(const std::vector<std::st
       }
       insert_entry(db, id, JournalEntry{.seq = next_seq(db, id), .kind = JournalKind::run_cancelled,
                                         .payload = "{}", .recorded_at = now});
+      db.cached("DELETE FROM waits WHERE run_id = ?").bind(1, id).exec();
+      tell_parent_cancelled(db, id, now, woken);
       results.push_back(Change::done);
     }
   });
+  notify_woken(woken);
   return results;
 }
 
@@ -779,12 +991,15 @@ QueueDepth SqliteStore::queue_depth(TimePoint now) {
     QueueDepth d;
     StatementScope s(db.cached(
         "SELECT status, available_at <= ?1, count(*) FROM runs INDEXED BY runs_due "
-        "WHERE status IN ('queued', 'sleeping') GROUP BY 1, 2"));
+        "WHERE status IN ('queued', 'sleeping', 'waiting') GROUP BY 1, 2"));
     s->bind(1, to_millis(now));
     while (s->step()) {
       int64_t count = s->get_int(2);
-      if (s->get_text(0) == "sleeping") {
+      std::string status = s->get_text(0);
+      if (status == "sleeping") {
         d.sleeping += count;
+      } else if (status == "waiting") {
+        d.waiting += count;
       } else if (s->get_int(1)) {
         d.runnable += count;
       } else {

@@ -5,6 +5,7 @@
 //   SqliteStore store({.path = "app.db", .durability = Durability::full});
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -54,6 +55,7 @@ class SqliteStore final : public Store {
   std::vector<JournalEntry> load_journal(std::string_view run_id) override;
   bool holds_lease(std::string_view run_id, int64_t lease_epoch) override;
   CommitResult commit(const Commit& commit) override;
+  WaitOutcome commit_wait(const Commit& commit, const WaitRegistration& wait) override;
 
   std::optional<Run> find_run(std::string_view run_id) override;
   std::vector<Run> runs_for_event(std::string_view event_id) override;
@@ -74,6 +76,7 @@ class SqliteStore final : public Store {
   QueueDepth queue_depth(TimePoint now) override;
 
   StoreStats stats() const override;
+  void set_wait_listener(std::function<void(const std::vector<std::string>&)> listener) override;
 
   // The write connection's PRAGMA synchronous: 2 (FULL) or 1 (NORMAL). A diagnostic.
   int synchronous_level();
@@ -82,9 +85,33 @@ class SqliteStore final : public Store {
   // Runs `fn` with a reader connection (the shared connection, locked, for ":memory:").
   template <class Fn>
   auto read(Fn&& fn);
-  // Inserts one event and its runs inside a write transaction (see ingest()).
-  Outcome insert_event(SqliteDb& db, const Item& item, TimePoint now, std::chrono::milliseconds dedup_window);
-  // A recorded trigger filter, parsed once per text; nullptr if it cannot be parsed.
+  // A registered wait, as ingest considers it.
+  struct WaitCandidate {
+    std::string run_id, step_key, match_path, match_value, condition, trigger_event_id, function_id;
+    std::optional<nlohmann::json> trigger_json;  // loaded when the condition needs it
+    const nlohmann::json& trigger_event(SqliteDb& db);
+  };
+
+  // Inserts one event, the runs it starts and the waits it resolves inside a write
+  // transaction (see ingest()); appends the functions of the runs it woke to `woken`.
+  Outcome insert_event(SqliteDb& db, const Item& item, TimePoint now, std::chrono::milliseconds dedup_window,
+                       std::vector<std::string>& woken);
+  // Resolves the registered waits that the stored `item` matches (see commit_wait).
+  void resolve_waits(SqliteDb& db, const Item& item, TimePoint now, std::vector<std::string>& woken);
+  // Whether `event_json` (an event's wire form) satisfies the wait's match and condition.
+  bool wait_accepts(SqliteDb& db, WaitCandidate& wait, const nlohmann::json& event_json);
+  // The earliest event received since the wait began that satisfies it.
+  std::optional<StoredEvent> arrived_event(SqliteDb& db, const std::string& run_id, const WaitRegistration& wait);
+  // Applies a commit inside a write transaction, its transition only if `with_transition`.
+  // False: the lease was lost, and nothing changed.
+  bool apply_commit(SqliteDb& db, const Commit& c, bool with_transition, std::vector<std::string>& woken);
+  bool apply_transition(SqliteDb& db, const std::string& run_id, int64_t lease_epoch, const RunTransition& t,
+                        TimePoint now);
+  void notify_woken(const std::vector<std::string>& function_ids);
+  // A cancelled run started by step.invoke: its parent's wait gets a durable/function.finished.
+  void tell_parent_cancelled(SqliteDb& db, const std::string& run_id, TimePoint now, std::vector<std::string>& woken);
+  // An expression recorded in the store (a trigger filter, a wait's condition or match
+  // field), parsed once per text; nullptr if it cannot be parsed.
   const Expression* parsed_filter(const std::string& text);
 
   SqliteStoreOptions options_;
@@ -92,6 +119,7 @@ class SqliteStore final : public Store {
   IdGenerator ids_;  // for the runs that ingest starts for recorded functions
   std::mutex filters_mu_;
   std::unordered_map<std::string, std::optional<Expression>> filters_;  // guarded by filters_mu_
+  std::function<void(const std::vector<std::string>&)> wait_listener_;
   std::unique_ptr<SqliteDb> writer_db_;
   std::mutex shared_mu_;  // ":memory:" only: serializes the one connection
 

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -39,6 +40,8 @@ enum class JournalKind {
   run_cancelled,    // an operator cancelled the run; payload {}
   run_resumed,      // an operator resumed the failed or cancelled run; payload {}. Steps that
                     // failed before it get fresh attempts; memoized steps stay.
+  wait_started,     // step.wait_for_event or step.invoke began waiting; payload: what for, until when
+  wait_resolved,    // the wait ended: payload {"event_id", "event"} or {"timeout": true}
 };
 std::string_view to_string(JournalKind kind);
 JournalKind parse_journal_kind(std::string_view text);  // throws StoreError for unknown text
@@ -68,6 +71,7 @@ struct NewRun {
   std::string started_payload = "{}";  // payload of its run_started entry (JSON)
   std::optional<Lease> lease;
   std::string replay_of;               // a replay: the run it replays
+  std::string parent_run_id;           // started by step.invoke: the invoking run
   // Entries after run_started (a replay's memoized steps), numbered from 1 by the store.
   std::vector<JournalEntry> entries;
 };
@@ -114,6 +118,8 @@ struct ClaimedRun {
   int64_t lease_epoch = 0;     // present it with every commit
   int attempt = 0;
   TimePoint available_at{};    // do not execute before this (a sleep claimed ahead of its end)
+  TimePoint created_at{};      // when the run was created (its event was received)
+  std::optional<TimePoint> started_at;  // first claimed, before this claim; nullopt: never
   // Set for runs created already claimed at ingest: their event, and the knowledge that the
   // journal holds only run_started with an empty payload, so the execution need not read them.
   std::shared_ptr<const Event> fresh_event;
@@ -123,9 +129,9 @@ class RunQueue {
  public:
   virtual ~RunQueue() = default;
 
-  // Claims up to `limit` queued or sleeping runs of the given functions whose available_at is
-  // at or before `now` (sleeping runs: at or before `now + ahead`, so they can be loaded
-  // before their sleep ends), earliest first, and leases them to `lease`. Each claim advances
+  // Claims up to `limit` queued, sleeping or waiting runs of the given functions whose
+  // available_at is at or before `now` (sleeping runs: at or before `now + ahead`, so they can
+  // be loaded before their sleep ends), earliest first, and leases them to `lease`. Each claim advances
   // the run's lease epoch, which fences out any earlier holder.
   virtual std::vector<ClaimedRun> claim(const std::vector<std::string>& function_ids, TimePoint now,
                                         const Lease& lease, int limit,
@@ -144,14 +150,14 @@ class RunQueue {
   // at once, and advances its epoch so the old holder can no longer commit. Returns them.
   virtual std::vector<Recovered> recover_expired_leases(TimePoint now) = 0;
 
-  // The earliest available_at of the queued or sleeping runs of these functions, if any.
+  // The earliest available_at of the queued, sleeping or waiting runs of these functions.
   virtual std::optional<TimePoint> next_due(const std::vector<std::string>& function_ids) = 0;
 };
 
 // How a commit changes the run's row. Every status but running ends the lease.
 struct RunTransition {
   RunStatus status = RunStatus::queued;
-  TimePoint available_at{};            // queued, sleeping: when it may be claimed again
+  TimePoint available_at{};            // queued, sleeping, waiting: when it may be claimed again
   int attempt = 0;                     // the run's new attempt count
   std::optional<std::string> output;   // completed: JSON text
   std::optional<std::string> error;    // failed: JSON text
@@ -164,10 +170,26 @@ struct Commit {
   std::vector<JournalEntry> entries;
   std::optional<RunTransition> transition;  // none: the run stays running under the lease
   std::vector<NewRun> new_runs;           // runs to create in the same transaction
-  // Events to store in the same transaction (lifecycle events), each starting runs of the
-  // recorded functions it triggers, like ingest.
+  // Events to store in the same transaction (step.send_event, lifecycle events), each
+  // starting runs of the recorded functions it triggers and resolving waits, like ingest,
+  // with this dedup window for their senders' ids.
   std::vector<IngestStore::Item> new_events;
+  std::chrono::milliseconds dedup_window{0};
   TimePoint now{};
+};
+
+// A run's wait for an event (step.wait_for_event; step.invoke waits for the child's
+// durable/function.finished), registered by JournalStore::commit_wait.
+struct WaitRegistration {
+  std::string step_key;
+  std::string event;             // the awaited event's name
+  std::string match_path;        // "data.invoiceId": the awaited event's field at this path must
+  std::string match_value;       //   equal this JSON text; both empty: no such condition
+  std::string condition;         // an expression over `event` (the run's) and `async` (the
+                                 // awaited one), docs/expressions.md; empty: none
+  std::string trigger_event_id;  // the run's event
+  TimePoint since{};             // events received at or after this count
+  TimePoint expires_at{};        // the timeout: no event resolves the wait after it
 };
 
 class JournalStore {
@@ -184,8 +206,25 @@ class JournalStore {
 
   // Appends the entries and applies the transition if the run is still running under
   // `lease_epoch`; otherwise changes nothing and returns lease_lost (another worker took the
-  // run over, or it was cancelled). Throws StoreError for an entry whose seq is taken.
+  // run over, or it was cancelled). Throws StoreError for an entry whose seq is taken. A
+  // wait_resolved entry ends its wait's registration; a transition to a finished status ends
+  // every wait of the run.
   virtual CommitResult commit(const Commit& commit) = 0;
+
+  struct WaitOutcome {
+    CommitResult result = CommitResult::committed;
+    // Set when an event matching the wait had already arrived: it is recorded (a
+    // wait_resolved entry after the commit's entries) and the run goes on running.
+    std::optional<StoredEvent> arrived;
+  };
+  // Commits `commit`, whose transition puts the run to wait until `wait.expires_at`, and
+  // registers the wait, in one transaction; if an event matching the wait was received since
+  // `wait.since`, resolves it with the earliest one instead (the transition is not applied).
+  // Together with ingest resolving registered waits in the transaction that stores the
+  // event, no matching event is missed, however the two interleave. Once registered, the wait
+  // is resolved by the first matching event any process stores before it expires: a
+  // wait_resolved entry, and the run queued at once under a new lease epoch.
+  virtual WaitOutcome commit_wait(const Commit& commit, const WaitRegistration& wait) = 0;
 };
 
 class RunReader {
@@ -237,6 +276,7 @@ struct QueueDepth {
   int64_t runnable = 0;   // queued and due now
   int64_t scheduled = 0;  // queued for later (a retry's backoff)
   int64_t sleeping = 0;
+  int64_t waiting = 0;    // for an event (or a child run)
   int64_t running = 0;
 };
 
@@ -299,6 +339,9 @@ class Store : public IngestStore,
               public RunAdmin {
  public:
   virtual StoreStats stats() const = 0;
+  // Called after every commit (of this store object) that resolved waits, with the function
+  // ids of the runs it queued, so that the process can claim its own at once. Set before use.
+  virtual void set_wait_listener(std::function<void(const std::vector<std::string>& function_ids)> listener) = 0;
 };
 
 }  // namespace durable

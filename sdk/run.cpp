@@ -9,6 +9,7 @@ std::string_view to_string(RunStatus status) {
     case RunStatus::queued: return "queued";
     case RunStatus::running: return "running";
     case RunStatus::sleeping: return "sleeping";
+    case RunStatus::waiting: return "waiting";
     case RunStatus::completed: return "completed";
     case RunStatus::failed: return "failed";
     case RunStatus::cancelled: return "cancelled";
@@ -17,7 +18,7 @@ std::string_view to_string(RunStatus status) {
 }
 
 RunStatus parse_run_status(std::string_view text) {
-  for (auto s : {RunStatus::queued, RunStatus::running, RunStatus::sleeping, RunStatus::completed,
+  for (auto s : {RunStatus::queued, RunStatus::running, RunStatus::sleeping, RunStatus::waiting, RunStatus::completed,
                  RunStatus::failed, RunStatus::cancelled}) {
     if (to_string(s) == text) return s;
   }

@@ -250,7 +250,8 @@ TEST_SUITE("metrics") {
     CHECK(show(s["durable_events_ingested_total"]) == show({{"", 6}}));
     CHECK(show(s["durable_lease_recoveries_total"]) == show({{"", 1}}));
     CHECK(show(s["durable_queue_depth"]) ==
-          show({{"state=runnable", 1}, {"state=scheduled", 1}, {"state=sleeping", 1}, {"state=running", 0}}));
+          show({{"state=runnable", 1}, {"state=scheduled", 1}, {"state=sleeping", 1}, {"state=waiting", 0},
+                {"state=running", 0}}));
     double commits = s["durable_store_commits_total"][""];
     double writes = s["durable_store_commit_writes_total"][""];
     CHECK(commits > 0);

@@ -922,4 +922,89 @@ TEST_SUITE("store") {
     CHECK_FALSE(store->find_event("L3"));
     CHECK(store->runs_for_event("L3").empty());
   }
+
+  TEST_CASE_TEMPLATE("commit_wait resolves at once with an event stored since the wait began, else registers it", S, SqliteMemory, SqliteFile) {
+    TempDir dir;
+    auto store = S::open(dir);
+    std::vector<std::string> woken;
+    store->set_wait_listener([&](const std::vector<std::string>& ids) { woken.insert(woken.end(), ids.begin(), ids.end()); });
+    IngestStore::Item trigger{"E1", Event{.name = "invoice/created", .data = {{"id", "A"}, {"total", 10}}, .ts = kT0}, {}};
+    trigger.runs.push_back(NewRun{.id = "R1", .function_id = "fn", .event_id = "E1", .lease = lease("w1", kT0 + 1h)});
+    REQUIRE(store->ingest({trigger}, kT0, 24h).at(0) == IngestStore::Outcome::accepted);
+    auto paid = [](const std::string& id, const std::string& invoice, int amount) {
+      return IngestStore::Item{id, Event{.name = "invoice/paid", .data = {{"id", invoice}, {"amount", amount}}, .ts = kT0}, {}};
+    };
+    WaitRegistration wait{.step_key = "pay", .event = "invoice/paid", .match_path = "data.id", .match_value = "\"A\"",
+                          .condition = "async.data.amount >= event.data.total", .trigger_event_id = "E1",
+                          .since = kT0 + 1s, .expires_at = kT0 + 1h};
+    // Before the window, another invoice, too little: none counts. Then the one that does,
+    // in the window, before the registration commits.
+    store->ingest({paid("P0", "A", 10)}, kT0 + 999ms, 24h);
+    store->ingest({paid("P1", "B", 10), paid("P2", "A", 5), paid("P3", "A", 10), paid("P4", "A", 20)}, kT0 + 2s, 24h);
+    auto wait_commit = [&](int64_t seq) {
+      return Commit{.run_id = "R1", .lease_epoch = 1,
+                    .entries = {JournalEntry{.seq = seq, .kind = JournalKind::wait_started, .step_key = "pay", .payload = "{}"}},
+                    .transition = RunTransition{.status = RunStatus::waiting, .available_at = kT0 + 1h},
+                    .now = kT0 + 3s};
+    };
+    JournalStore::WaitOutcome out = store->commit_wait(wait_commit(1), wait);
+    CHECK(out.result == JournalStore::CommitResult::committed);
+    REQUIRE(out.arrived);
+    CHECK(out.arrived->id == "P3");
+    CHECK(store->find_run("R1")->status == RunStatus::running);  // still ours: it goes on
+    auto journal = store->load_journal("R1");
+    REQUIRE(journal.size() == 3);
+    CHECK(journal[2].kind == JournalKind::wait_resolved);
+    CHECK(nlohmann::json::parse(journal[2].payload)["event_id"] == "P3");
+
+    // Nothing there yet: registered; the run waits until the timeout, in the queue.
+    wait.step_key = "pay-again";
+    wait.since = kT0 + 4s;
+    Commit again = wait_commit(3);
+    again.entries[0].step_key = "pay-again";
+    out = store->commit_wait(again, wait);
+    CHECK_FALSE(out.arrived);
+    Run waiting = *store->find_run("R1");
+    CHECK(waiting.status == RunStatus::waiting);
+    CHECK(waiting.available_at == kT0 + 1h);
+    CHECK(store->queue_depth(kT0 + 5s).waiting == 1);
+    CHECK(woken.empty());
+
+    // A matching event resolves it in its own transaction: the run is queued under a new
+    // epoch (a worker holding it for the timeout is fenced out).
+    store->ingest({paid("P5", "A", 3)}, kT0 + 5s, 24h);  // condition false
+    CHECK(store->find_run("R1")->status == RunStatus::waiting);
+    store->ingest({paid("P6", "A", 30)}, kT0 + 6s, 24h);
+    Run queued = *store->find_run("R1");
+    CHECK(queued.status == RunStatus::queued);
+    CHECK(queued.available_at == kT0 + 6s);
+    CHECK(woken == std::vector<std::string>{"fn"});
+    journal = store->load_journal("R1");
+    REQUIRE(journal.size() == 5);
+    CHECK(journal[4].kind == JournalKind::wait_resolved);
+    CHECK(journal[4].step_key == "pay-again");
+    CHECK(nlohmann::json::parse(journal[4].payload)["event_id"] == "P6");
+    CHECK(store->commit(step_commit(held("R1", 1), 5, "late", kT0 + 7s)) == JournalStore::CommitResult::lease_lost);
+    // Resolved once: a second matching event appends nothing.
+    store->ingest({paid("P7", "A", 30)}, kT0 + 8s, 24h);
+    CHECK(store->load_journal("R1").size() == 5);
+  }
+
+  TEST_CASE_TEMPLATE("a registered wait expires: no event resolves it after its timeout, and the run is claimed then", S, SqliteMemory, SqliteFile) {
+    TempDir dir;
+    auto store = S::open(dir);
+    ingest_one(*store, "E1", "R1", kT0, true);
+    WaitRegistration wait{.step_key = "w", .event = "ping", .trigger_event_id = "E1", .since = kT0, .expires_at = kT0 + 1min};
+    Commit c{.run_id = "R1", .lease_epoch = 1,
+             .entries = {JournalEntry{.seq = 1, .kind = JournalKind::wait_started, .step_key = "w", .payload = "{}"}},
+             .transition = RunTransition{.status = RunStatus::waiting, .available_at = kT0 + 1min},
+             .now = kT0};
+    REQUIRE_FALSE(store->commit_wait(c, wait).arrived);
+    CHECK(store->claim({"fn"}, kT0 + 59s, lease("w2", kT0 + 2min), 10).empty());
+    store->ingest({item("P1", "ping", {})}, kT0 + 1min, 24h);
+    CHECK(store->load_journal("R1").size() == 2);  // too late
+    auto claimed = store->claim({"fn"}, kT0 + 1min, lease("w2", kT0 + 2min), 10);
+    REQUIRE(claimed.size() == 1);
+    CHECK(claimed[0].run_id == "R1");
+  }
 }

@@ -42,6 +42,9 @@ struct Event {
 inline constexpr const char* kFunctionFinishedEvent = "durable/function.finished";  // completed or failed
 inline constexpr const char* kFunctionFailedEvent = "durable/function.failed";      // failed, after finished
 
+// The event of a run started by step.invoke: its data is InvokeOptions::data.
+inline constexpr const char* kFunctionInvokedEvent = "durable/function.invoked";
+
 // The wire form: {"name", "data", "user", "id"?, "ts"? (ms), "v"?}. Empty `id`, `v` and an
 // unset `ts` are left out. from_json is lenient (missing fields keep their defaults); the
 // engine's ingest validates strictly and reports what is wrong.

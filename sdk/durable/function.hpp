@@ -50,6 +50,17 @@ using Handler = std::function<nlohmann::json(Context&)>;
 // function "<id>-failure", started by the same event): it may take steps, and is retried.
 using FailureHandler = std::function<void(Context&, const Failure&)>;
 
+// Time limits of each run (FunctionOptions::timeouts). 0: none.
+struct Timeouts {
+  // A run that no worker has started within this of its event's arrival is cancelled
+  // instead of started (its queue was too long, or no worker was up).
+  std::chrono::milliseconds start{0};
+  // A run not finished within this of its start fails with a TimeoutError (its failure
+  // handler runs): at its next step, or at the deadline if it sleeps, waits or awaits a
+  // retry then. A step body already running is not interrupted.
+  std::chrono::milliseconds finish{0};
+};
+
 struct FunctionOptions {
   // Unique, stable identifier: runs in the database refer to it. Required; letters, digits,
   // '-', '_', '.' and '/' only.
@@ -63,6 +74,8 @@ struct FunctionOptions {
   Backoff backoff;
   // Called (durably) after a run fails for good. Default: none.
   FailureHandler on_failure;
+  // Time limits of each run: {.start = 10min, .finish = 1h}. Default: none.
+  Timeouts timeouts;
 };
 
 // Starts the function when an event of that name arrives (and passes the filter, if any).

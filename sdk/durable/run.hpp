@@ -17,6 +17,7 @@ enum class RunStatus {
   queued,     // waiting for a worker: new, or retrying a failed step at available_at
   running,    // a worker holds its lease
   sleeping,   // in step.sleep until available_at
+  waiting,    // in step.wait_for_event or step.invoke, until the event arrives or available_at (the timeout)
   completed,  // the function returned; `output` holds what it returned
   failed,     // failed for good; `error` says why
   cancelled,  // stopped by a user
@@ -42,8 +43,9 @@ struct Run {
   TimePoint created_at{};
   std::optional<TimePoint> started_at;  // first claimed by a worker
   std::optional<TimePoint> ended_at;    // finished
-  TimePoint available_at{};             // when it may next be claimed (queued, sleeping)
+  TimePoint available_at{};             // when it may next be claimed (queued, sleeping, waiting)
   std::string replay_of;                // the run this one replays, if it is a replay
+  std::string parent_run_id;            // the run whose step.invoke started this one, if any
 };
 
 }  // namespace durable

@@ -8,15 +8,17 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include <durable/clock.hpp>
+#include <durable/event.hpp>
 
 namespace durable {
 
 // The kinds of step a function can take. A step id belongs to one kind.
-enum class StepKind { run, sleep };
+enum class StepKind { run, sleep, send_event, wait_for_event, invoke };
 
 // Thrown by the engine through user code to unwind an execution that must stop where it is:
 // the run sleeps, waits for a retry, or this worker lost its lease. It deliberately does not
@@ -30,6 +32,32 @@ struct StepOptions {
   // How often this step's body is tried again before it fails for good. Default: the
   // function's FunctionOptions::retries. 0: a failure is final (e.g. a payment).
   std::optional<int> retries;
+};
+
+// What step.wait_for_event waits for.
+struct WaitForEventOptions {
+  // The awaited event's name. Required.
+  std::string event;
+  // A field path, e.g. "data.invoiceId": only an event whose field there equals the same
+  // field of the event that started this run. Default: none.
+  std::string match;
+  // An expression (docs/expressions.md) over `event` (the run's event) and `async` (the
+  // candidate), e.g. "async.data.amount >= event.data.total": only events for which it is
+  // true. Default: none.
+  std::string if_;
+  // How long to wait; then the wait returns nothing. Required (more than 0).
+  std::chrono::milliseconds timeout{0};
+};
+
+// What step.invoke starts.
+struct InvokeOptions {
+  // The id of the function to run. Required; some process must register it.
+  std::string function;
+  // The `data` of the event the invoked run receives (its name is durable/function.invoked).
+  nlohmann::json data = nlohmann::json::object();
+  // How long to wait for the invoked run to finish; then invoke throws StepError. Default
+  // (0): a year.
+  std::chrono::milliseconds timeout{0};
 };
 
 // What begin_step() found out about a step.
@@ -66,6 +94,19 @@ class Runtime {
   // begin_step().
   virtual void sleep_until(std::string_view id, TimePoint until) = 0;
   virtual void sleep_for(std::string_view id, std::chrono::milliseconds duration) = 0;
+
+  // Stores `events` (each starts the functions it triggers and resolves the waits it
+  // matches) atomically with the step's record, and returns their ids; on replay, returns
+  // the recorded ids and sends nothing. Throws UsageError for an invalid event.
+  virtual std::vector<std::string> send_events(std::string_view id, std::vector<Event> events) = 0;
+
+  // Waits for an event (see WaitForEventOptions): returns it, or nothing after the timeout.
+  // Throws Suspend while waiting (the run holds no thread), UsageError for invalid options.
+  virtual std::optional<Event> wait_for_event(std::string_view id, const WaitForEventOptions& options) = 0;
+
+  // Starts a run of another function and waits for it to finish: returns its output, or
+  // throws StepError with its error (or a timeout). Throws Suspend while waiting.
+  virtual nlohmann::json invoke(std::string_view id, const InvokeOptions& options) = 0;
 };
 
 }  // namespace durable

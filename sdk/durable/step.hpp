@@ -17,11 +17,13 @@
 #include <optional>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include <durable/clock.hpp>
 #include <durable/errors.hpp>
+#include <durable/event.hpp>
 #include <durable/runtime.hpp>
 
 namespace durable {
@@ -86,6 +88,38 @@ class Step {
   // Pauses the run until `until` (returns at once if it has passed).
   void sleep_until(std::string_view id, std::chrono::system_clock::time_point until) {
     runtime_->sleep_until(id, std::chrono::time_point_cast<std::chrono::milliseconds>(until));
+  }
+
+  // Sends events from the run, exactly once: they are stored in the same commit that records
+  // the step, so a replay sends nothing again and returns the same ids. Every function they
+  // trigger starts; waits they match resolve. Throws UsageError for an invalid event.
+  //   ctx.step.send_event("fan-out", events);   // one run per event
+  std::vector<std::string> send_event(std::string_view id, Event event) {
+    std::vector<Event> events;
+    events.push_back(std::move(event));
+    return runtime_->send_events(id, std::move(events));
+  }
+  std::vector<std::string> send_event(std::string_view id, std::vector<Event> events) {
+    return runtime_->send_events(id, std::move(events));
+  }
+
+  // Waits for an event, holding no thread: returns the first one that matches, or nothing
+  // once `timeout` has passed. An event that arrives after the wait began counts, even if it
+  // arrives before the wait is recorded.
+  //   auto paid = ctx.step.wait_for_event("wait-for-payment",
+  //       {.event = "invoice/paid", .match = "data.invoiceId", .timeout = std::chrono::hours(24 * 7)});
+  //   if (!paid) ctx.step.run("remind", [&] { ... });
+  std::optional<Event> wait_for_event(std::string_view id, WaitForEventOptions options) {
+    return runtime_->wait_for_event(id, options);
+  }
+
+  // Runs another function (in its own run, on any worker) and waits for it, holding no
+  // thread: returns its output, converted to T, or throws StepError with its error, or when
+  // it has not finished within the timeout. The two runs name each other in the API.
+  //   auto total = ctx.step.invoke<double>("price", {.function = "compute-price", .data = {{"sku", sku}}});
+  template <class T = nlohmann::json>
+  T invoke(std::string_view id, InvokeOptions options) {
+    return runtime_->invoke(id, options).template get<T>();
   }
 
  private:
