@@ -123,6 +123,16 @@ CREATE INDEX waits_by_event ON waits (event, match_path, match_value);
 ALTER TABLE runs ADD COLUMN parent_run_id TEXT;
 CREATE INDEX runs_by_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
 
+-- Cron triggers (on_cron): the last tick fired of each function's schedule. A tick starts its
+-- run only in the transaction that moves last_tick forward to it, so whatever the number of
+-- processes firing the same schedule, and across restarts, each tick starts one run.
+CREATE TABLE cron_ticks (
+  function_id TEXT NOT NULL,
+  schedule    TEXT NOT NULL,             -- the trigger's text, "TZ=Europe/Paris 0 8 * * *"
+  last_tick   INTEGER NOT NULL,
+  PRIMARY KEY (function_id, schedule)
+) WITHOUT ROWID;
+
 -- Waiting runs are in the queue too: they are claimed when their wait times out.
 DROP INDEX runs_due;
 CREATE INDEX runs_due ON runs (available_at) WHERE status IN ('queued', 'sleeping', 'waiting');

@@ -46,11 +46,12 @@ nlohmann::json event_json(const StoredEvent& e) {
 
 nlohmann::json function_json(const FunctionRecord& f) {
   nlohmann::json j = f.config.is_object() ? f.config : nlohmann::json::object();
+  j.erase("cron");  // listed with the triggers
   j["id"] = f.id;
   j["name"] = f.name;
   nlohmann::json triggers = nlohmann::json::array();
   for (const auto& t : f.triggers) {
-    nlohmann::json trigger{{"event", t.event}};
+    nlohmann::json trigger = t.cron.empty() ? nlohmann::json{{"event", t.event}} : nlohmann::json{{"cron", t.cron}};
     if (!t.filter.empty()) trigger["filter"] = t.filter;
     triggers.push_back(std::move(trigger));
   }

@@ -16,6 +16,7 @@
 
 #include "engine/alert_webhook.hpp"
 #include "engine/api.hpp"
+#include "engine/cron_triggers.hpp"
 #include "engine/executor.hpp"
 #include "engine/function_registry.hpp"
 #include "engine/http_server.hpp"
@@ -146,6 +147,11 @@ class Engine::Impl {
     executor_->start();
     scheduler_->start();
     retention_->start();
+    // (The scheduler directly: mu_ is held here, and the catch-up fires within start(). The
+    // triggers stop before the scheduler goes.)
+    cron_ = std::make_unique<CronTriggers>(functions_.schedules(), *store_, *clock_, ids_,
+                                           [scheduler = scheduler_.get()] { scheduler->notify(); });
+    cron_->start();
     log(LogLevel::info, "engine started",
         {{"database", options_.database}, {"functions", std::to_string(functions_.ids().size())},
          {"workers", std::to_string(options_.workers)}, {"worker_id", owner_}});
@@ -250,6 +256,7 @@ class Engine::Impl {
     Scheduler* scheduler = scheduler_ptr();
     if (scheduler) scheduler->stop_claiming();
     retention_->stop();
+    if (CronTriggers* cron = cron_ptr()) cron->stop();
     stop_was_clean_ = executor_->stop(grace);
     if (scheduler) scheduler->stop();
     return stop_was_clean_;
@@ -274,6 +281,10 @@ class Engine::Impl {
   }
   void wake_at(TimePoint at, bool sleep) {
     if (Scheduler* s = scheduler_ptr()) s->wake_at(at, sleep);
+  }
+  CronTriggers* cron_ptr() {
+    std::lock_guard lock(mu_);
+    return cron_.get();
   }
   Scheduler* scheduler_ptr() {
     std::lock_guard lock(mu_);
@@ -304,6 +315,7 @@ class Engine::Impl {
   std::unique_ptr<RunControl> control_;
   std::unique_ptr<Retention> retention_;
   std::unique_ptr<Scheduler> scheduler_;  // set once by start() under mu_
+  std::unique_ptr<CronTriggers> cron_;    // set once by start() under mu_
 };
 
 Engine::Engine(EngineOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}

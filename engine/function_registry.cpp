@@ -28,6 +28,12 @@ void validate_function_id(std::string_view id) {
 }
 
 void validate_trigger(std::string_view function_id, const Trigger& t) {
+  if (!t.cron.empty()) {
+    if (!t.event.empty() || !t.filter.empty()) {
+      throw Error(fmt::format("function '{}': a trigger has both a cron schedule and an event", function_id));
+    }
+    return;
+  }
   if (t.event.empty()) throw Error(fmt::format("function '{}': a trigger has an empty event name", function_id));
   if (t.event.size() > kMaxNameLength) {
     throw Error(fmt::format("function '{}': trigger event name is longer than 512 characters", function_id));
@@ -71,9 +77,18 @@ void FunctionRegistry::add(FunctionOptions options, std::vector<Trigger> trigger
   if (!handler) throw Error(fmt::format("function '{}' has no handler", options.id));
   if (triggers.empty()) throw Error(fmt::format("function '{}' has no trigger", options.id));
   std::vector<std::optional<Expression>> filters;
+  std::vector<CronSchedule> schedules;
   for (const Trigger& t : triggers) {
     validate_trigger(options.id, t);
     filters.emplace_back();
+    if (!t.cron.empty()) {
+      try {
+        schedules.push_back(CronSchedule::parse(t.cron));
+      } catch (const CronError& e) {
+        throw Error(fmt::format("function '{}': the cron schedule '{}' is invalid: {}", options.id, t.cron, e.what()));
+      }
+      continue;
+    }
     if (t.filter.empty()) continue;
     try {
       filters.back() = Expression::parse(t.filter);  // parsed once, here
@@ -101,6 +116,7 @@ void FunctionRegistry::add(FunctionOptions options, std::vector<Trigger> trigger
   fn->options = std::move(options);
   fn->triggers = std::move(triggers);
   fn->filters = std::move(filters);
+  fn->schedules = std::move(schedules);
   fn->handler = std::move(handler);
   functions_.emplace(id, std::move(fn));
   ids_.push_back(id);
@@ -135,8 +151,22 @@ std::vector<FunctionRecord> FunctionRegistry::records(const std::string& owner, 
                 {"on_failure", static_cast<bool>(fn.options.on_failure)},
                 {"timeouts_ms", {{"start", fn.options.timeouts.start.count()}, {"finish", fn.options.timeouts.finish.count()}}},
                 {"failure_handler_of", nullptr}};
+    // Cron triggers are kept with the options: no event is matched against them.
+    nlohmann::json crons = nlohmann::json::array();
+    for (const Trigger& t : fn.triggers) {
+      if (!t.cron.empty()) crons.push_back(t.cron);
+    }
+    r.config["cron"] = crons;
     if (fn.failure_handler) r.config["failure_handler_of"] = id.substr(0, id.size() - kFailureSuffix.size());
     out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, CronSchedule>> FunctionRegistry::schedules() const {
+  std::vector<std::pair<std::string, CronSchedule>> out;
+  for (const std::string& id : ids_) {
+    for (const CronSchedule& s : functions_.at(id)->schedules) out.emplace_back(id, s);
   }
   return out;
 }

@@ -10,6 +10,7 @@
 
 #include <durable/function.hpp>
 
+#include "engine/cron.hpp"
 #include "engine/expression.hpp"
 #include "engine/store.hpp"
 
@@ -19,6 +20,7 @@ struct RegisteredFunction {
   FunctionOptions options;
   std::vector<Trigger> triggers;
   std::vector<std::optional<Expression>> filters;  // parsed Trigger::filter, one per trigger
+  std::vector<CronSchedule> schedules;             // parsed Trigger::cron, of the cron triggers
   Handler handler;                 // the body (unset for failure handlers)
   FailureHandler failure_handler;  // set only for "<id>-failure" functions
 };
@@ -39,6 +41,9 @@ class FunctionRegistry {
   // The functions with a trigger matching `event` (its name, and its filter if any), each
   // once, in registration order.
   std::vector<const RegisteredFunction*> match(const Event& event) const;
+
+  // The cron schedules of every function, with the function's id.
+  std::vector<std::pair<std::string, CronSchedule>> schedules() const;
 
   // Every registered id, failure handlers included.
   const std::vector<std::string>& ids() const { return ids_; }

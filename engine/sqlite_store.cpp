@@ -755,6 +755,7 @@ void SqliteStore::register_functions(const std::vector<FunctionRecord>& function
           .exec();
       db.cached("DELETE FROM function_triggers WHERE function_id = ?").bind(1, f.id).exec();
       for (const Trigger& trigger : f.triggers) {
+        if (!trigger.cron.empty()) continue;  // recorded in the config (see FunctionRegistry::records)
         const std::string& name = trigger.event;
         bool prefix = !name.empty() && name.back() == '*';
         db.cached("INSERT OR IGNORE INTO function_triggers (event, prefix, function_id, filter) VALUES (?, ?, ?, ?)")
@@ -779,6 +780,7 @@ std::vector<FunctionRecord> SqliteStore::list_functions() {
       f.config = nlohmann::json::parse(s->get_text(2));
       f.registered_at = from_millis(s->get_int(3));
       f.registered_by = s->get_text(4);
+      for (const auto& cron : f.config.value("cron", nlohmann::json::array())) f.triggers.push_back(Trigger{.cron = cron});
       out.push_back(std::move(f));
     }
     StatementScope t(db.cached(
@@ -801,6 +803,32 @@ bool SqliteStore::unregister_function(std::string_view id) {
     found = db.cached("DELETE FROM functions WHERE id = ?").bind(1, id).exec() > 0;
   });
   return found;
+}
+
+std::optional<TimePoint> SqliteStore::last_cron_tick(std::string_view function_id, std::string_view schedule) {
+  return read([&](SqliteDb& db) -> std::optional<TimePoint> {
+    StatementScope s(db.cached("SELECT last_tick FROM cron_ticks WHERE function_id = ? AND schedule = ?"));
+    s->bind(1, function_id).bind(2, schedule);
+    if (!s->step()) return std::nullopt;
+    return from_millis(s->get_int(0));
+  });
+}
+
+bool SqliteStore::record_cron_tick(std::string_view function_id, std::string_view schedule, TimePoint tick,
+                                   const std::optional<Item>& item, TimePoint now) {
+  bool recorded = false;
+  std::vector<std::string> woken;
+  writer_->write([&](SqliteDb& db) {
+    woken.clear();
+    recorded = db.cached(
+                     "INSERT INTO cron_ticks (function_id, schedule, last_tick) VALUES (?1, ?2, ?3) "
+                     "ON CONFLICT (function_id, schedule) DO UPDATE SET last_tick = ?3 WHERE last_tick < ?3")
+                   .bind(1, function_id).bind(2, schedule).bind(3, to_millis(tick))
+                   .exec() > 0;
+    if (recorded && item) insert_event(db, *item, now, std::chrono::milliseconds(0), woken);
+  });
+  notify_woken(woken);
+  return recorded;
 }
 
 std::vector<Run> SqliteStore::list_runs(const RunFilter& filter, int limit, std::string_view before_id) {

@@ -64,6 +64,10 @@ class SqliteStore final : public Store {
   std::vector<FunctionRecord> list_functions() override;
   bool unregister_function(std::string_view id) override;
 
+  std::optional<TimePoint> last_cron_tick(std::string_view function_id, std::string_view schedule) override;
+  bool record_cron_tick(std::string_view function_id, std::string_view schedule, TimePoint tick,
+                        const std::optional<Item>& item, TimePoint now) override;
+
   std::vector<Run> list_runs(const RunFilter& filter, int limit, std::string_view before_id) override;
   int64_t count_runs(const RunFilter& filter) override;
   std::vector<std::string> replays_of(std::string_view run_id) override;

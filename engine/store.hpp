@@ -256,6 +256,20 @@ class FunctionStore {
   virtual bool unregister_function(std::string_view id) = 0;
 };
 
+// The ticks of cron triggers (on_cron), shared by every process that registers the function.
+class CronStore {
+ public:
+  virtual ~CronStore() = default;
+  // The last tick recorded for this function's schedule; nullopt: the schedule is new.
+  virtual std::optional<TimePoint> last_cron_tick(std::string_view function_id, std::string_view schedule) = 0;
+  // If `tick` is later than the schedule's last recorded tick (or none is recorded), records it
+  // and, in the same transaction, ingests `item` (the tick's event and run), if given; returns
+  // true. Otherwise changes nothing and returns false: of several processes firing one tick,
+  // exactly one gets true.
+  virtual bool record_cron_tick(std::string_view function_id, std::string_view schedule, TimePoint tick,
+                                const std::optional<IngestStore::Item>& item, TimePoint now) = 0;
+};
+
 // Which runs a listing or a bulk action covers. Empty fields match everything.
 struct RunFilter {
   std::vector<RunStatus> statuses;             // any of these
@@ -336,6 +350,7 @@ class Store : public IngestStore,
               public JournalStore,
               public RunReader,
               public FunctionStore,
+              public CronStore,
               public RunAdmin {
  public:
   virtual StoreStats stats() const = 0;

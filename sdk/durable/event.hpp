@@ -44,6 +44,9 @@ inline constexpr const char* kFunctionFailedEvent = "durable/function.failed";  
 
 // The event of a run started by step.invoke: its data is InvokeOptions::data.
 inline constexpr const char* kFunctionInvokedEvent = "durable/function.invoked";
+// The event of a run started by a cron trigger (on_cron): its ts is the tick's time, its data
+// {"cron": the schedule, "function_id"}.
+inline constexpr const char* kCronEvent = "durable/cron";
 
 // The wire form: {"name", "data", "user", "id"?, "ts"? (ms), "v"?}. Empty `id`, `v` and an
 // unset `ts` are left out. from_json is lenient (missing fields keep their defaults); the

@@ -78,10 +78,12 @@ struct FunctionOptions {
   Timeouts timeouts;
 };
 
-// Starts the function when an event of that name arrives (and passes the filter, if any).
+// Starts the function when an event of that name arrives (and passes the filter, if any), or
+// on a cron schedule.
 struct Trigger {
   std::string event;   // an exact name, or "prefix/*" for every name that starts with "prefix/"
   std::string filter;  // an expression over `event` (docs/expressions.md); empty: every event
+  std::string cron;    // a cron schedule (docs/cron.md) instead of an event name
 };
 
 // A trigger on events named `name`; "prefix/*" matches every event under "prefix/". With a
@@ -91,6 +93,14 @@ struct Trigger {
 inline Trigger on_event(std::string name, std::string filter = {}) {
   return Trigger{std::move(name), std::move(filter)};
 }
+
+// A trigger on a cron schedule (docs/cron.md): the standard 5 fields, in UTC or in the zone
+// of a "TZ=" prefix. Each tick starts one run, whatever the number of processes; after
+// downtime, the most recent missed tick runs once. The run's event is durable/cron, with the
+// tick's time as its ts and {"cron", "function_id"} as its data.
+//   on_cron("*/15 * * * *"), on_cron("TZ=Europe/Paris 0 8 * * MON-FRI")
+// Invalid schedules are reported, with the reason, when the function is registered.
+inline Trigger on_cron(std::string schedule) { return Trigger{.cron = std::move(schedule)}; }
 
 // One trigger or several: `on_event("a")` or `{on_event("a"), on_event("b/*")}`.
 struct Triggers {
