@@ -130,6 +130,7 @@ bool RunExecution::load() {
   next_seq_ = static_cast<int64_t>(journal_.size());
   bool finished = false;
   for (const JournalEntry& e : journal_) {
+    record_order(e);
     switch (e.kind) {
       case JournalKind::run_started:
         started_payload_ = nlohmann::json::parse(e.payload);
@@ -263,6 +264,69 @@ void RunExecution::check_can_continue() {
   }
 }
 
+namespace {
+
+// What the journal can tell of a step's kind: step.run and step.send_event both record
+// step_completed (and may both be replaced by one another without changing a replay's
+// result); sleeps, waits and invokes record their own entries.
+std::string_view recorded_kind(StepKind kind) {
+  switch (kind) {
+    case StepKind::run:
+    case StepKind::send_event: return "step.run or step.send_event";
+    case StepKind::sleep: return "step.sleep";
+    case StepKind::wait_for_event: return "step.wait_for_event";
+    case StepKind::invoke: return "step.invoke";
+  }
+  return "step";
+}
+
+}  // namespace
+
+void RunExecution::record_order(const JournalEntry& e) {
+  StepKind kind;
+  switch (e.kind) {
+    case JournalKind::step_completed:
+    case JournalKind::step_failed: kind = StepKind::run; break;
+    case JournalKind::sleep_scheduled: kind = StepKind::sleep; break;
+    case JournalKind::wait_started:
+      kind = e.payload.find("\"invoke\"") != std::string::npos ? StepKind::invoke : StepKind::wait_for_event;
+      break;
+    default: return;
+  }
+  if (recorded_kinds_.try_emplace(e.step_key, kind).second) recorded_order_.push_back(e.step_key);
+}
+
+void RunExecution::check_order(const std::string& key, StepKind kind) {
+  // The n-th step a replay reaches must be the n-th step the journal recorded: otherwise
+  // memoized results would be handed to other calls than those that made them. Past the
+  // recorded steps, the run makes progress and anything goes.
+  size_t position = reached_++;
+  if (position >= recorded_order_.size()) return;
+  const std::string& expected = recorded_order_[position];
+  if (key != expected) {
+    bool recorded = recorded_kinds_.count(key) > 0;
+    diverge(expected, key,
+            fmt::format("nondeterminism: the journal has step '{}' next, but the function reached step '{}'{}", expected,
+                        key,
+                        recorded ? ", which the journal has later: the steps are taken in another order than recorded"
+                                 : ", which the journal does not have: a recorded step was removed, renamed or skipped"));
+  }
+  StepKind was = recorded_kinds_.at(key);
+  if (recorded_kind(was) != recorded_kind(kind)) {
+    diverge(expected, key,
+            fmt::format("nondeterminism: step '{}' is a {} in the journal but a {} in the function", key,
+                        recorded_kind(was), kind_name(kind)));
+  }
+}
+
+void RunExecution::diverge(const std::string& expected, const std::string& actual, const std::string& message) {
+  log(LogLevel::error, "nondeterminism: the function does not replay its journal",
+      {{"run", claim_.run_id}, {"function", claim_.function_id}, {"expected", expected}, {"actual", actual}});
+  fail_run(ErrorInfo{.name = "NondeterminismError", .message = message, .kind = ErrorInfo::Kind::non_retriable}, actual,
+           {}, {{"expected", expected}, {"actual", actual}});
+  throw Suspend{};
+}
+
 std::string RunExecution::next_key(std::string_view id, StepKind kind) {
   if (id.empty()) throw UsageError("step id must not be empty");
   auto [it, inserted] = kinds_.try_emplace(std::string(id), kind);
@@ -277,6 +341,7 @@ std::string RunExecution::next_key(std::string_view id, StepKind kind) {
                                  "with the key of a repeated id): rename the step",
                                  key));
   }
+  check_order(key, kind);
   return key;
 }
 
@@ -699,9 +764,10 @@ void RunExecution::complete_run(const nlohmann::json& output) {
   wake_local_subscribers(events);
 }
 
-void RunExecution::fail_run(const ErrorInfo& error, const std::string& step_key,
-                            std::vector<JournalEntry> entries) {
+void RunExecution::fail_run(const ErrorInfo& error, const std::string& step_key, std::vector<JournalEntry> entries,
+                            const nlohmann::json& details) {
   nlohmann::json err = error_json(error, step_key);
+  if (details.is_object()) err.update(details);
   std::string text = to_json_text(err);
   entries.push_back(JournalEntry{.kind = JournalKind::run_failed, .payload = text});
   std::vector<NewRun> new_runs;

@@ -68,7 +68,14 @@ class RunExecution final : public Runtime {
   // Reads the journal into the memo tables. Returns false when there is nothing to execute.
   bool load();
   void call_function();
+  // The key of the next step call with `id`, checked against the journal (check_order).
   std::string next_key(std::string_view id, StepKind kind);
+  // Notes the step a journal entry belongs to, in the order the journal first mentions them.
+  void record_order(const JournalEntry& e);
+  // Fails the run with a NondeterminismError (and throws Suspend) unless step `key` of `kind`
+  // is the step the journal recorded at this point of the function.
+  void check_order(const std::string& key, StepKind kind);
+  [[noreturn]] void diverge(const std::string& expected, const std::string& actual, const std::string& message);
   // Throws Suspend if the execution must stop: suspended, fenced, the engine stopping (the run
   // is handed back), or past the run's finish timeout (the run is failed).
   void check_can_continue();
@@ -115,7 +122,9 @@ class RunExecution final : public Runtime {
   void sleep_to(const std::string& key, TimePoint requested);
   void complete_run(const nlohmann::json& output);
   // Fails the run for good (after `entries`), starting its failure handler if it has one.
-  void fail_run(const ErrorInfo& error, const std::string& step_key, std::vector<JournalEntry> entries = {});
+  // `details`: fields added to the recorded error.
+  void fail_run(const ErrorInfo& error, const std::string& step_key, std::vector<JournalEntry> entries = {},
+                const nlohmann::json& details = nullptr);
   void retry_body(const ErrorInfo& error);
 
   const ExecutionEnv& env_;
@@ -146,6 +155,11 @@ class RunExecution final : public Runtime {
   std::unordered_map<std::string, int> occurrences_;
   std::unordered_map<std::string, StepKind> kinds_;
   std::unordered_set<std::string> used_keys_;
+  // The step keys of the journal as loaded, in the order first recorded, with their kinds; and
+  // how many steps this execution has reached (see check_order).
+  std::vector<std::string> recorded_order_;
+  std::unordered_map<std::string, StepKind> recorded_kinds_;
+  size_t reached_ = 0;
   std::unordered_map<std::string, TimePoint> step_started_at_;     // keys being run now
   std::chrono::steady_clock::time_point step_began_;               // the body running now, for metrics
 };
