@@ -17,6 +17,7 @@
 #include "engine/alert_webhook.hpp"
 #include "engine/api.hpp"
 #include "engine/cron_triggers.hpp"
+#include "engine/engine_access.hpp"
 #include "engine/executor.hpp"
 #include "engine/function_registry.hpp"
 #include "engine/http_server.hpp"
@@ -78,6 +79,8 @@ extern "C" void on_stop_signal(int) {
 
 class Engine::Impl {
  public:
+  friend class EngineAccess;
+
   explicit Impl(EngineOptions options)
       : options_(std::move(options)),
         clock_(options_.clock ? options_.clock : std::make_shared<SystemClock>()),
@@ -101,7 +104,7 @@ class Engine::Impl {
     });
     env_ = std::make_unique<ExecutionEnv>(ExecutionEnv{*store_, *clock_, ids_, functions_,
                                                        [this](TimePoint at, bool sleep) { wake_at(at, sleep); },
-                                                       stopping_, run_cache_, metrics_});
+                                                       stopping_, run_cache_, metrics_, mocks_});
     executor_ = std::make_unique<Executor>(*env_, options_.workers, [this] {
       if (Scheduler* s = scheduler_ptr()) s->notify_slot_free();
     });
@@ -316,7 +319,11 @@ class Engine::Impl {
   std::unique_ptr<Retention> retention_;
   std::unique_ptr<Scheduler> scheduler_;  // set once by start() under mu_
   std::unique_ptr<CronTriggers> cron_;    // set once by start() under mu_
+  StepMocks mocks_;                        // the test kit's (EngineAccess)
 };
+
+Store& EngineAccess::store(Engine& engine) { return *engine.impl_->store_; }
+StepMocks& EngineAccess::mocks(Engine& engine) { return engine.impl_->mocks_; }
 
 Engine::Engine(EngineOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 Engine::~Engine() = default;

@@ -353,6 +353,14 @@ StepStart RunExecution::begin_step(std::string_view id) {
   if (auto it = final_errors_.find(key); it != final_errors_.end()) {
     throw StepError(key, it->second.value("name", ""), it->second.value("message", ""));
   }
+  if (std::optional<nlohmann::json> mock = env_.mocks.find(claim_.function_id, key)) {
+    // The test kit's result: recorded like a body's, returned like a memo.
+    TimePoint now = env_.clock.now();
+    pending_.push_back(JournalEntry{.kind = JournalKind::step_completed, .step_key = key,
+                                    .payload = to_json_text(*mock), .started_at = now, .recorded_at = now});
+    auto it = outputs_.insert_or_assign(key, std::move(*mock)).first;
+    return StepStart{std::move(key), &it->second};
+  }
   confirm_lease();
   step_started_at_[key] = env_.clock.now();
   step_began_ = std::chrono::steady_clock::now();

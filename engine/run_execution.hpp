@@ -19,6 +19,7 @@
 #include "engine/metrics.hpp"
 #include "engine/retry_policy.hpp"
 #include "engine/run_cache.hpp"
+#include "engine/step_mocks.hpp"
 #include "engine/store.hpp"
 
 namespace durable {
@@ -34,6 +35,7 @@ struct ExecutionEnv {
   const std::atomic<bool>& stopping;       // the engine is stopping: start no new step
   RunCache& cache;                         // journals of runs suspended by this process
   Metrics& metrics;
+  const StepMocks& mocks;                  // the test kit's mocked step results
 };
 
 class RunExecution final : public Runtime {

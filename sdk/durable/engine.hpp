@@ -26,6 +26,8 @@
 
 namespace durable {
 
+class EngineAccess;
+
 // How hard each commit is pushed to disk.
 enum class Durability {
   full,    // fsync on every commit (SQLite synchronous=FULL): nothing acknowledged is lost
@@ -164,6 +166,7 @@ class Engine {
   class Impl;
 
  private:
+  friend class EngineAccess;  // the test kit's way in (engine/engine_access.hpp)
   std::unique_ptr<Impl> impl_;
 };
 
