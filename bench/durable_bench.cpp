@@ -8,6 +8,8 @@
 //            (when both are chosen, the raw commits are made in chunks during this run)
 //   w2       200 events sent one at a time over HTTP by another process: send -> first step
 //   w3       500 runs sleeping 2 s: how late they wake
+//   parallel one run of step.run_all with 4 bodies of 100 ms each: its wall time, against
+//            the 400 ms the bodies take one after the other
 //
 //   ./durable_bench                      # everything, durability full and normal
 //   ./durable_bench --quick --json       # a smoke run, with a JSON summary at the end
@@ -56,7 +58,7 @@ using std::chrono::system_clock;
 const char* const kUsage = R"(usage: durable_bench [options]
 
 Workloads (default: all of them):
-  --only LIST           comma-separated subset of: raw,w1,latency,w2,w3
+  --only LIST           comma-separated subset of: raw,w1,latency,w2,w3,parallel
   --durability D        full, normal or both (default: both; w3 runs at full unless only
                         normal is chosen)
 
@@ -89,6 +91,7 @@ struct Options {
   bool latency = true;
   bool w2 = true;
   bool w3 = true;
+  bool parallel = true;
   std::vector<durable::Durability> durabilities = {durable::Durability::full, durable::Durability::normal};
 
   int raw_commits = 2000;
@@ -147,7 +150,7 @@ Options parse_args(int argc, char** argv) {
     if (i + 1 >= argc) usage_error(flag + " needs a value");
     std::string value = argv[++i];
     if (flag == "--only") {
-      o.raw = o.w1 = o.latency = o.w2 = o.w3 = false;
+      o.raw = o.w1 = o.latency = o.w2 = o.w3 = o.parallel = false;
       std::stringstream list(value);
       std::string name;
       while (std::getline(list, name, ',')) {
@@ -156,6 +159,7 @@ Options parse_args(int argc, char** argv) {
         else if (name == "latency") o.latency = true;
         else if (name == "w2") o.w2 = true;
         else if (name == "w3") o.w3 = true;
+        else if (name == "parallel") o.parallel = true;
         else usage_error("unknown workload '" + name + "'");
       }
     } else if (flag == "--durability") {
@@ -776,6 +780,31 @@ void bench_w3(const Options& o, const TempDir& dir, durable::Durability d, Repor
   if (early > 0) report.add(key + ".woke_early", static_cast<double>(early), "runs", "(sleeps must never wake early)");
 }
 
+void bench_parallel(const Options& o, const TempDir& dir, durable::Durability d, Report& report) {
+  std::string key = "parallel." + name_of(d);
+  durable::Engine engine(engine_options(o, dir.file("parallel-" + name_of(d) + ".db"), d));
+  static constexpr milliseconds kBody{100};
+  Samples wall;  // us from the group's start to its end, as the function sees it
+  engine.function({.id = "parallel"}, durable::on_event("bench/parallel"), [&wall](durable::Context& ctx) {
+    auto body = [] {
+      std::this_thread::sleep_for(kBody);  // stands for 100 ms of I/O
+      return 1;
+    };
+    auto began = steady_clock::now();
+    ctx.step.run_all("work", body, body, body, body);
+    wall.add(std::chrono::duration_cast<std::chrono::microseconds>(steady_clock::now() - began).count());
+  });
+  engine.start();
+  constexpr int kRuns = 5;
+  for (int i = 0; i < kRuns; ++i) {
+    engine.send(durable::Event{.name = "bench/parallel"});
+    if (!wall.wait_for_count(static_cast<size_t>(i + 1), kDrainTimeout)) throw std::runtime_error("a run did not finish");
+  }
+  engine.stop();
+  Distribution dist = distribution(wall.values(), 1e3);
+  report.add(key + ".wall.p50", dist.p50, "ms", fmt::format("(4 bodies of 100 ms at once, {} runs; one after the other: 400 ms)", kRuns));
+  report.add(key + ".wall.max", dist.max, "ms");
+}
 
 // Runs one workload; a failure is reported and the others still run.
 void attempt(Report& report, const std::string& name, const std::function<void()>& fn) {
@@ -819,6 +848,10 @@ int main(int argc, char** argv) {
       }
       for (auto d : o.durabilities) {
         if (o.w2) attempt(report, "w2." + name_of(d), [&] { bench_w2(o, dir, d, *sender, report); });
+      }
+      if (o.parallel) {
+        durable::Durability d = o.durabilities.front();
+        attempt(report, "parallel." + name_of(d), [&] { bench_parallel(o, dir, d, report); });
       }
       if (o.w3) {
         // The sleep workload is about the scheduler, not the disk: one durability is enough.

@@ -104,7 +104,10 @@ class Engine::Impl {
     });
     env_ = std::make_unique<ExecutionEnv>(ExecutionEnv{*store_, *clock_, ids_, functions_,
                                                        [this](TimePoint at, bool sleep) { wake_at(at, sleep); },
-                                                       stopping_, run_cache_, metrics_, mocks_});
+                                                       stopping_, run_cache_, metrics_, mocks_,
+                                                       [this](std::function<void()> task) {
+                                                         executor_->run_task(std::move(task));
+                                                       }});
     executor_ = std::make_unique<Executor>(*env_, options_.workers, [this] {
       if (Scheduler* s = scheduler_ptr()) s->notify_slot_free();
     });

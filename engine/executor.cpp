@@ -113,6 +113,14 @@ bool Executor::stop(std::chrono::milliseconds grace) {
   return true;
 }
 
+void Executor::run_task(std::function<void()> task) {
+  {
+    std::lock_guard lock(mu_);
+    tasks_.push_back(std::move(task));
+  }
+  work_cv_.notify_one();
+}
+
 void Executor::worker_loop() {
   name_this_thread("durable-worker");
   for (;;) {
@@ -120,6 +128,7 @@ void Executor::worker_loop() {
     {
       std::unique_lock lock(mu_);
       for (;;) {
+        if (!tasks_.empty()) break;
         if (queue_.empty()) {
           if (!started_) return;  // stopped, nothing left
           work_cv_.wait(lock);
@@ -132,6 +141,13 @@ void Executor::worker_loop() {
         TimePoint due = queue_.front().available_at;
         if (stopping_ || !env_.clock.advances_by_itself() || due <= env_.clock.now()) break;
         work_cv_.wait_until(lock, std::chrono::system_clock::time_point(due));
+      }
+      if (!tasks_.empty()) {
+        std::function<void()> task = std::move(tasks_.front());
+        tasks_.pop_front();
+        lock.unlock();
+        task();
+        continue;
       }
       std::pop_heap(queue_.begin(), queue_.end(), LaterFirst{});
       run = std::move(queue_.back());

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <string>
 #include <unordered_set>
 #include <functional>
@@ -47,6 +48,11 @@ class Executor {
   // that threads never wait for a claim.
   int claim_budget() const;
 
+  // Runs `task` (a body of a parallel step group) on a free worker, ahead of queued runs. It
+  // does not count as a run; the execution that hands it over also runs it itself if no
+  // worker has taken it yet (ParallelGroup), so it never waits for a worker. Thread-safe.
+  void run_task(std::function<void()> task);
+
   // True when no run is queued, reserved or executing.
   bool idle() const;
 
@@ -80,6 +86,7 @@ class Executor {
     bool operator()(const ClaimedRun& a, const ClaimedRun& b) const { return a.available_at > b.available_at; }
   };
   std::vector<ClaimedRun> queue_;
+  std::deque<std::function<void()>> tasks_;  // guarded by mu_: see run_task
   int executing_ = 0;                 // guarded by mu_
   std::unordered_multiset<std::string> executing_ids_;  // guarded by mu_
   int reserved_ = 0;                  // guarded by mu_

@@ -3,6 +3,7 @@
 #include <cassert>
 #include <cctype>
 #include <cmath>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -12,6 +13,7 @@
 #include "engine/expression.hpp"
 #include "engine/ingest.hpp"
 #include "engine/json_text.hpp"
+#include "engine/parallel_group.hpp"
 #include "engine/log.hpp"
 #include "engine/sqlite.hpp"
 
@@ -192,6 +194,7 @@ void RunExecution::lease_confirmed() {
 }
 
 void RunExecution::call_function() {
+  owner_thread_ = std::this_thread::get_id();
   Context ctx(*this, *event_, claim_.event_id, claim_.run_id, claim_.function_id, claim_.attempt);
   nlohmann::json output;
   std::exception_ptr error;
@@ -327,8 +330,13 @@ void RunExecution::diverge(const std::string& expected, const std::string& actua
   throw Suspend{};
 }
 
-std::string RunExecution::next_key(std::string_view id, StepKind kind) {
+std::string RunExecution::next_key(std::string_view id, StepKind kind, bool check) {
   if (id.empty()) throw UsageError("step id must not be empty");
+  if (in_parallel_body_ || std::this_thread::get_id() != owner_thread_) {
+    throw UsageError(fmt::format("step '{}' was called inside a body of a parallel step group: those bodies take no "
+                                 "steps (use step.invoke for a sub-workflow)",
+                                 id));
+  }
   auto [it, inserted] = kinds_.try_emplace(std::string(id), kind);
   if (!inserted && it->second != kind) {
     throw UsageError(fmt::format("step id '{}' is used by both {} and {}: give each step its own id", id,
@@ -341,8 +349,118 @@ std::string RunExecution::next_key(std::string_view id, StepKind kind) {
                                  "with the key of a repeated id): rename the step",
                                  key));
   }
-  check_order(key, kind);
+  if (check) check_order(key, kind);
   return key;
+}
+
+void RunExecution::check_group(const std::vector<std::string>& keys) {
+  std::unordered_set<std::string> group(keys.begin(), keys.end());
+  size_t recorded = 0;
+  for (const std::string& key : keys) recorded += recorded_kinds_.count(key);
+  for (size_t i = 0; i < recorded; ++i) {
+    size_t position = reached_ + i;
+    if (position < recorded_order_.size() && group.count(recorded_order_[position])) continue;
+    const std::string expected = position < recorded_order_.size() ? recorded_order_[position] : std::string("(none)");
+    diverge(expected, keys.front(),
+            fmt::format("nondeterminism: the journal has step '{}' next, but the function reached the parallel steps "
+                        "'{}' to '{}'",
+                        expected, keys.front(), keys.back()));
+  }
+  for (const std::string& key : keys) {
+    auto it = recorded_kinds_.find(key);
+    if (it != recorded_kinds_.end() && it->second != StepKind::run) {
+      diverge(key, key, fmt::format("nondeterminism: step '{}' is a {} in the journal but a parallel step.run in the "
+                                    "function", key, recorded_kind(it->second)));
+    }
+  }
+  reached_ += recorded;
+}
+
+std::vector<std::optional<nlohmann::json>> RunExecution::run_parallel(
+    std::string_view id, std::vector<std::function<nlohmann::json()>> bodies, bool first) {
+  flush();
+  check_can_continue();
+  std::vector<std::string> keys;
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    keys.push_back(next_key(fmt::format("{}[{}]", id, i), StepKind::run, false));
+  }
+  check_group(keys);
+  std::vector<std::optional<nlohmann::json>> results(bodies.size());
+  if (first) {
+    // A winner recorded earlier is the winner: the first of the group in the journal.
+    for (const JournalEntry& e : journal_) {
+      if (e.kind != JournalKind::step_completed) continue;
+      auto it = std::find(keys.begin(), keys.end(), e.step_key);
+      if (it == keys.end()) continue;
+      results[static_cast<size_t>(it - keys.begin())] = outputs_.at(e.step_key);
+      return results;
+    }
+  }
+  // What is left to run: not recorded as completed (nor as failed for good: that throws,
+  // like a step's memo).
+  std::vector<size_t> pending;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (auto it = outputs_.find(keys[i]); it != outputs_.end()) {
+      results[i] = it->second;
+    } else if (auto f = final_errors_.find(keys[i]); f != final_errors_.end()) {
+      if (!first) throw StepError(keys[i], f->second.value("name", ""), f->second.value("message", ""));
+    } else {
+      pending.push_back(i);
+    }
+  }
+  if (pending.empty()) {
+    if (first) throw StepError(keys.front(), "ParallelError", "every body of the group failed");
+    return results;
+  }
+  confirm_lease();
+  std::vector<std::function<nlohmann::json()>> to_run;
+  TimePoint now = env_.clock.now();
+  for (size_t i : pending) {
+    to_run.push_back(std::move(bodies[i]));
+    step_started_at_[keys[i]] = now;
+  }
+  // Bodies go to free workers; this thread runs those no worker has taken yet, then collects.
+  auto group = std::make_shared<ParallelGroup>(std::move(to_run));
+  for (size_t g = 0; g < pending.size(); ++g) env_.run_task([group, g] { group->run(g); });
+  std::optional<ParallelGroup::Outcome> failure;
+  bool won = false;
+  for (size_t collected = 0; collected < pending.size();) {
+    if (!group->has_finished()) {
+      if (std::optional<size_t> g = group->untaken()) {
+        in_parallel_body_ = true;
+        group->run(*g);
+        in_parallel_body_ = false;
+        continue;
+      }
+    }
+    ParallelGroup::Outcome o = group->next();
+    ++collected;
+    size_t i = pending[o.index];
+    env_.metrics.step_finished(claim_.function_id, o.error ? "failed" : "completed", o.took);
+    if (o.error) {
+      if (!failure) failure = std::move(o);
+      continue;
+    }
+    if (won || !is_storable(*o.output)) continue;  // run_first: only the winner is recorded
+    // Recorded at once, while the others still run: a crash now loses only those.
+    JournalEntry e{.kind = JournalKind::step_completed, .step_key = keys[i], .payload = to_json_text(*o.output),
+                   .started_at = step_started_at_[keys[i]]};
+    if (!append({std::move(e)})) {
+      // Fenced or abandoned: wait for the rest (they refer to the function's frame), then stop.
+      for (; collected < pending.size(); ++collected) group->next();
+      throw Suspend{};
+    }
+    outputs_[keys[i]] = *o.output;
+    results[i] = std::move(o.output);
+    won = first;
+  }
+  if (won || (!first && !failure)) return results;
+  if (!failure) {
+    // A body's result JSON cannot hold (NaN): fail it like step.run does.
+    throw StepError(keys.front(), "durable::NonRetriableError", "a body returned a number that is not finite");
+  }
+  StepStart start{.key = keys[pending[failure->index]]};
+  fail_step(start, failure->error);  // a retry (Suspend) or StepError
 }
 
 StepStart RunExecution::begin_step(std::string_view id) {

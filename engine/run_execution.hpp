@@ -7,6 +7,7 @@
 #include <atomic>
 #include <functional>
 #include <optional>
+#include <thread>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -36,6 +37,8 @@ struct ExecutionEnv {
   RunCache& cache;                         // journals of runs suspended by this process
   Metrics& metrics;
   const StepMocks& mocks;                  // the test kit's mocked step results
+  // Runs a body of a parallel step group on a free worker (Executor::run_task).
+  std::function<void(std::function<void()>)> run_task;
 };
 
 class RunExecution final : public Runtime {
@@ -57,6 +60,9 @@ class RunExecution final : public Runtime {
   std::vector<std::string> send_events(std::string_view id, std::vector<Event> events) override;
   std::optional<Event> wait_for_event(std::string_view id, const WaitForEventOptions& options) override;
   nlohmann::json invoke(std::string_view id, const InvokeOptions& options) override;
+  std::vector<std::optional<nlohmann::json>> run_parallel(std::string_view id,
+                                                          std::vector<std::function<nlohmann::json()>> bodies,
+                                                          bool first) override;
 
  private:
   enum class State {
@@ -70,8 +76,12 @@ class RunExecution final : public Runtime {
   // Reads the journal into the memo tables. Returns false when there is nothing to execute.
   bool load();
   void call_function();
-  // The key of the next step call with `id`, checked against the journal (check_order).
-  std::string next_key(std::string_view id, StepKind kind);
+  // The key of the next step call with `id`, checked against the journal (check_order) unless
+  // it belongs to a parallel group (check_group).
+  std::string next_key(std::string_view id, StepKind kind, bool check = true);
+  // Like check_order for the keys of a parallel group, whose bodies record their results in
+  // whatever order they finish: the journal's next recorded steps must be the group's.
+  void check_group(const std::vector<std::string>& keys);
   // Notes the step a journal entry belongs to, in the order the journal first mentions them.
   void record_order(const JournalEntry& e);
   // Fails the run with a NondeterminismError (and throws Suspend) unless step `key` of `kind`
@@ -164,6 +174,8 @@ class RunExecution final : public Runtime {
   size_t reached_ = 0;
   std::unordered_map<std::string, TimePoint> step_started_at_;     // keys being run now
   std::chrono::steady_clock::time_point step_began_;               // the body running now, for metrics
+  bool in_parallel_body_ = false;  // this thread runs a body of a parallel group: no steps in there
+  std::thread::id owner_thread_;   // the thread that calls the function: the only one that takes steps
 };
 
 }  // namespace durable

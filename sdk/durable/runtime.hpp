@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <exception>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -107,6 +108,15 @@ class Runtime {
   // Starts a run of another function and waits for it to finish: returns its output, or
   // throws StepError with its error (or a timeout). Throws Suspend while waiting.
   virtual nlohmann::json invoke(std::string_view id, const InvokeOptions& options) = 0;
+
+  // Runs `bodies` at once, as steps "id[0]", "id[1]", ..., each recorded when it finishes;
+  // recorded ones are not run again. Returns every output (all), or only the output of the
+  // first to complete, the others left empty (`first`); either way once every body has ended.
+  // A failed body is retried like a step once the others have ended (all: any failure; first:
+  // when none completed); StepError once it failed for good.
+  virtual std::vector<std::optional<nlohmann::json>> run_parallel(std::string_view id,
+                                                                  std::vector<std::function<nlohmann::json()>> bodies,
+                                                                  bool first) = 0;
 };
 
 }  // namespace durable

@@ -16,7 +16,9 @@
 #include <functional>
 #include <optional>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -27,6 +29,35 @@
 #include <durable/runtime.hpp>
 
 namespace durable {
+
+namespace detail {
+
+// What a step body's result is stored as: void becomes null.
+template <class R>
+using ResultOf = std::conditional_t<std::is_void_v<R>, std::nullptr_t, std::decay_t<R>>;
+template <class Fn>
+using StepResult = ResultOf<std::invoke_result_t<Fn&>>;
+
+// A body as the runtime takes it: returning its result as JSON. It refers to `fn`, which
+// outlives it: run_parallel returns only once every body has ended.
+template <class Fn>
+std::function<nlohmann::json()> erase(Fn& fn) {
+  return [&fn]() -> nlohmann::json {
+    if constexpr (std::is_void_v<std::invoke_result_t<Fn&>>) {
+      std::invoke(fn);
+      return nullptr;
+    } else {
+      return nlohmann::json(std::invoke(fn));
+    }
+  };
+}
+
+template <class Tuple, size_t... I>
+Tuple unpack(const std::vector<std::optional<nlohmann::json>>& outputs, std::index_sequence<I...>) {
+  return Tuple{outputs[I]->template get<std::tuple_element_t<I, Tuple>>()...};
+}
+
+}  // namespace detail
 
 class Step {
  public:
@@ -111,6 +142,57 @@ class Step {
   //   if (!paid) ctx.step.run("remind", [&] { ... });
   std::optional<Event> wait_for_event(std::string_view id, WaitForEventOptions options) {
     return runtime_->wait_for_event(id, options);
+  }
+
+  // Runs step bodies at once on the engine's worker pool and returns all their results, in
+  // order, as a tuple. Each body is a step of its own, "id[0]", "id[1]", ..., recorded as
+  // soon as it finishes, so a replay after a crash runs only those that had not. Bodies must
+  // not take steps themselves (use invoke for a sub-workflow). If one fails, the others still
+  // finish and are recorded, and the failed one is retried like a step.
+  //   auto [profile, orders] = ctx.step.run_all("load",
+  //       [&] { return fetch_profile(id); }, [&] { return fetch_orders(id); });
+  template <class... Fns>
+  auto run_all(std::string_view id, Fns&&... fns) -> std::tuple<detail::StepResult<Fns>...> {
+    auto outputs = runtime_->run_parallel(id, {detail::erase(fns)...}, false);
+    return detail::unpack<std::tuple<detail::StepResult<Fns>...>>(outputs, std::index_sequence_for<Fns...>{});
+  }
+
+  // The same over a list: fn(item) for every item, at once, as steps "id[0]", "id[1]", ...
+  //   auto thumbnails = ctx.step.run_each("resize", sizes, [&](int size) { return resize(path, size); });
+  template <class Items, class Fn>
+  auto run_each(std::string_view id, const Items& items, Fn&& fn) {
+    using Item = typename Items::value_type;
+    using Result = detail::ResultOf<std::invoke_result_t<Fn&, const Item&>>;
+    std::vector<std::function<nlohmann::json()>> bodies;
+    for (const Item& item : items) {
+      bodies.push_back([&fn, &item]() -> nlohmann::json {
+        if constexpr (std::is_void_v<std::invoke_result_t<Fn&, const Item&>>) {
+          std::invoke(fn, item);
+          return nullptr;
+        } else {
+          return nlohmann::json(std::invoke(fn, item));
+        }
+      });
+    }
+    std::vector<Result> results;
+    for (auto& output : runtime_->run_parallel(id, std::move(bodies), false)) results.push_back(output->template get<Result>());
+    return results;
+  }
+
+  // Runs the bodies at once and picks the first to complete: returns its index and result.
+  // Only the winner is recorded; the others' results are dropped. (A running C++ function
+  // cannot be stopped, so the call returns when every body has ended.) All bodies must return
+  // the same type. On replay, the recorded winner is returned and nothing runs.
+  //   auto [which, quote] = ctx.step.run_first("quote", [&] { return quote_a(); }, [&] { return quote_b(); });
+  template <class Fn, class... Fns>
+  auto run_first(std::string_view id, Fn&& fn, Fns&&... fns) -> std::pair<size_t, detail::StepResult<Fn>> {
+    static_assert((std::is_same_v<detail::StepResult<Fn>, detail::StepResult<Fns>> && ...),
+                  "run_first: every body must return the same type");
+    auto outputs = runtime_->run_parallel(id, {detail::erase(fn), detail::erase(fns)...}, true);
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      if (outputs[i]) return {i, outputs[i]->template get<detail::StepResult<Fn>>()};
+    }
+    throw UsageError("run_first: no body completed");  // not reached: the runtime throws first
   }
 
   // Runs another function (in its own run, on any worker) and waits for it, holding no
