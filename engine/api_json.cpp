@@ -156,7 +156,11 @@ nlohmann::json steps_json(const std::vector<JournalEntry>& journal, TimePoint no
         if (!payload.is_object() || payload.value("timeout", false)) {
           s["status"] = s["kind"] == "invoke" ? "failed" : "completed";
           s["timed_out"] = true;
-          if (s["kind"] == "invoke") s["error"] = {{"name", "InvokeTimeout"}, {"message", "the invoked run did not finish in time"}};
+          if (s["kind"] == "invoke") {
+            s["error"] = {{"name", "InvokeTimeout"},
+                          {"message", "the invoked run of '" + s.value("invoked_function", std::string()) +
+                                          "' did not finish in time"}};
+          }
           break;
         }
         s["timed_out"] = false;

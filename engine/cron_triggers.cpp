@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "engine/log.hpp"
+#include "engine/thread_name.hpp"
 
 namespace durable {
 
@@ -96,6 +97,7 @@ void CronTriggers::fire(const Entry& e, TimePoint tick) {
 }
 
 void CronTriggers::loop() {
+  name_this_thread("durable-cron");
   std::unique_lock lock(mu_);
   while (!stopping_) {
     lock.unlock();

@@ -63,6 +63,13 @@ void validate_event(const Event& event) {
   } catch (const Error& e) {
     throw RequestError(400, e.what());
   }
+  // The engine's own events (lifecycle, invoke, cron) start runs and resolve waits: a sender
+  // who could forge them could, say, finish an invoking run with an output of its choosing.
+  if (event.name.starts_with(kReservedEventPrefix)) {
+    throw RequestError(400, fmt::format("event name '{}': names starting with \"{}\" are reserved for the engine's "
+                                        "own events",
+                                        event.name, kReservedEventPrefix));
+  }
   if (!event.data.is_object()) throw RequestError(400, "\"data\" must be a JSON object");
   if (!event.user.is_object()) throw RequestError(400, "\"user\" must be a JSON object");
 }

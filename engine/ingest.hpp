@@ -34,8 +34,12 @@ struct EventLimits {
 // limit). All-or-nothing: nothing is returned unless every event is valid.
 std::vector<Event> parse_events(std::string_view body, const EventLimits& limits);
 
-// Throws RequestError(400) unless `event` is valid (a name of 1-512 characters, object data
-// and user).
+// The names of the engine's own events (durable/function.finished, durable/cron, ...): no
+// sender may use them.
+constexpr std::string_view kReservedEventPrefix = "durable/";
+
+// Throws RequestError(400) unless `event` is valid (a name of 1-512 characters, not under
+// kReservedEventPrefix, object data and user).
 void validate_event(const Event& event);
 
 // How long a sender's event id deduplicates later events with the same id.

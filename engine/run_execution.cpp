@@ -35,11 +35,11 @@ std::string_view kind_name(StepKind kind) {
 // How long step.invoke waits when InvokeOptions::timeout is 0.
 constexpr std::chrono::hours kDefaultInvokeTimeout{24 * 365};
 
-// Throws UsageError unless `path` is a field path: names of letters, digits, '_' or '-'
-// joined by dots ("data.invoiceId").
+// Throws UsageError unless `path` is a field path: names of letters, digits and '_' joined by
+// dots ("data.invoiceId"), as an expression writes them.
 void check_field_path(std::string_view step, std::string_view path) {
   bool ok = !path.empty() && path.front() != '.' && path.back() != '.' && path.find("..") == std::string_view::npos;
-  for (char c : path) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.');
+  for (char c : path) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.');
   if (!ok) {
     throw UsageError(fmt::format("step '{}': match '{}' is not a field path such as \"data.invoiceId\"", step, path));
   }
@@ -643,7 +643,7 @@ std::optional<Event> RunExecution::wait_for_event(std::string_view id, const Wai
       check_field_path(key, options.match);
       nlohmann::json event = *event_;
       wait.match_path = options.match;
-      wait.match_value = to_json_text(Expression::parse("event." + options.match).evaluate({{"event", &event}}));
+      wait.match_value = match_text(Expression::parse("event." + options.match).evaluate({{"event", &event}}));
     }
     if (!options.if_.empty()) {
       try {

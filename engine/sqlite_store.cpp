@@ -397,7 +397,7 @@ bool SqliteStore::wait_accepts(SqliteDb& db, WaitCandidate& wait, const nlohmann
     if (!field) return false;
     nlohmann::json value = field->evaluate({{"async", &event_json}});
     // A missing field matches nothing, not another event's missing field.
-    if (value.is_null() || to_json_text(value) != wait.match_value) return false;
+    if (value.is_null() || match_text(value) != wait.match_value) return false;
   }
   if (wait.condition.empty()) return true;
   const Expression* condition = parsed_filter(wait.condition);
@@ -427,7 +427,7 @@ void SqliteStore::resolve_waits(SqliteDb& db, const Item& item, TimePoint now, s
       if (!field) continue;
       nlohmann::json v = field->evaluate({{"async", &event_json}});
       if (v.is_null()) continue;
-      value = to_json_text(v);
+      value = match_text(v);
     }
     StatementScope s(db.cached(
         "SELECT w.run_id, w.step_key, w.condition, w.trigger_event_id, r.function_id FROM waits w "
@@ -606,7 +606,7 @@ bool SqliteStore::apply_commit(SqliteDb& db, const Commit& c, bool with_transiti
   // (run_id, seq) refuses an entry written twice.
   size_t first_plain_entry = 0;
   if (with_transition && c.transition) {
-    if (!apply_transition(db, c.run_id, c.lease_epoch, *c.transition, c.now)) return false;
+    if (!apply_transition(db, c.run_id, c.lease_epoch, *c.transition, c.now, woken)) return false;
   } else if (!c.entries.empty()) {
     const JournalEntry& e = c.entries[0];
     auto& s = db.cached(
@@ -642,7 +642,7 @@ bool SqliteStore::apply_commit(SqliteDb& db, const Commit& c, bool with_transiti
 }
 
 bool SqliteStore::apply_transition(SqliteDb& db, const std::string& run_id, int64_t lease_epoch,
-                                   const RunTransition& t, TimePoint now) {
+                                   const RunTransition& t, TimePoint now, std::vector<std::string>& woken) {
   assert(t.status != RunStatus::running && "a transition always ends the lease");
   bool finished = is_finished(t.status);
   int changed = db.cached(
@@ -654,6 +654,8 @@ bool SqliteStore::apply_transition(SqliteDb& db, const std::string& run_id, int6
                     .bind(4, to_string(t.status)).bind(5, to_millis(t.available_at)).bind(6, t.attempt)
                     .bind(7, t.output).bind(8, t.error).bind(9, finished ? 1 : 0).bind(10, to_millis(now))
                     .exec();
+  // A run that cancels itself (its start timeout) tells an invoking parent, as cancel_runs does.
+  if (changed != 0 && t.status == RunStatus::cancelled) tell_parent_cancelled(db, run_id, now, woken);
   return changed != 0;
 }
 
@@ -696,7 +698,7 @@ JournalStore::WaitOutcome SqliteStore::commit_wait(const Commit& c, const WaitRe
         .bind(5, wait.match_value).bind(6, wait.condition).bind(7, wait.trigger_event_id)
         .bind(8, to_millis(wait.expires_at))
         .exec();
-    apply_transition(db, c.run_id, c.lease_epoch, *c.transition, c.now);  // fenced above
+    apply_transition(db, c.run_id, c.lease_epoch, *c.transition, c.now, woken);  // fenced above
   });
   notify_woken(woken);
   return outcome;

@@ -110,7 +110,7 @@ class SqliteStore final : public Store {
   // False: the lease was lost, and nothing changed.
   bool apply_commit(SqliteDb& db, const Commit& c, bool with_transition, std::vector<std::string>& woken);
   bool apply_transition(SqliteDb& db, const std::string& run_id, int64_t lease_epoch, const RunTransition& t,
-                        TimePoint now);
+                        TimePoint now, std::vector<std::string>& woken);
   void notify_woken(const std::vector<std::string>& function_ids);
   // A cancelled run started by step.invoke: its parent's wait gets a durable/function.finished.
   void tell_parent_cancelled(SqliteDb& db, const std::string& run_id, TimePoint now, std::vector<std::string>& woken);

@@ -119,7 +119,7 @@ struct ClaimedRun {
   int attempt = 0;
   TimePoint available_at{};    // do not execute before this (a sleep claimed ahead of its end)
   TimePoint created_at{};      // when the run was created (its event was received)
-  std::optional<TimePoint> started_at;  // first claimed, before this claim; nullopt: never
+  std::optional<TimePoint> started_at;  // when the run was first claimed (this claim, if it is the first)
   // Set for runs created already claimed at ingest: their event, and the knowledge that the
   // journal holds only run_started with an empty payload, so the execution need not read them.
   std::shared_ptr<const Event> fresh_event;

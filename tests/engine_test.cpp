@@ -125,6 +125,12 @@ TEST_SUITE("engine") {
     CHECK_THROWS_WITH_AS(engine.send(Event{.name = "a", .data = nlohmann::json::array()}), "\"data\" must be a JSON object", Error);
     CHECK_THROWS_WITH_AS(engine.send(std::vector<Event>{{.name = "a"}, {.name = std::string(600, 'x')}}),
                          doctest::Contains("event 1: event name is 600 characters long"), Error);
+    // The engine's own events cannot be forged (an invoking run would take a forged
+    // durable/function.finished for its child's).
+    CHECK_THROWS_WITH_AS(engine.send(Event{.name = "durable/function.finished", .data = {{"run_id", "x"}}}),
+                         "event name 'durable/function.finished': names starting with \"durable/\" are reserved for "
+                         "the engine's own events",
+                         Error);
     engine.start();
     REQUIRE(engine.drain());
     // Nothing of the refused batch was stored: its valid first event started no run.

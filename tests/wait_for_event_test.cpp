@@ -238,12 +238,14 @@ TEST_SUITE("wait_for_event") {
       if (which == "event") o.event = "";
       if (which == "timeout") o.timeout = 0ms;
       if (which == "match") o.match = "data..id";
+      if (which == "match-dash") o.match = "data.invoice-id";
       if (which == "if") o.if_ = "async.data.x ==";
       ctx.step.wait_for_event("w", o);
     });
     engine.start();
     for (auto [which, message] : std::vector<std::pair<std::string, std::string>>{
-             {"event", "needs .event"}, {"timeout", "needs a .timeout"}, {"match", "not a field path"}, {"if", "the if_ expression is invalid"}}) {
+             {"event", "needs .event"}, {"timeout", "needs a .timeout"}, {"match", "not a field path"},
+             {"match-dash", "not a field path"}, {"if", "the if_ expression is invalid"}}) {
       CAPTURE(which);
       auto id = engine.send({.name = "test/bad", .data = {{"which", which}}});
       REQUIRE(engine.drain());
@@ -271,5 +273,25 @@ TEST_SUITE("wait_for_event") {
     CHECK(only_run(engine, created).status == RunStatus::cancelled);
     CHECK(entries_of(read_journal(dir.file("t.db"), run_id), JournalKind::wait_resolved).empty());
     CHECK(bodies == 1);
+  }
+}
+
+TEST_SUITE("wait_for_event") {
+  TEST_CASE("match compares numbers by value: 150.0 matches 150") {
+    TempDir dir;
+    auto clock = std::make_shared<ManualClock>();
+    Engine engine(engine_options(dir.file("t.db"), clock));
+    engine.function({.id = "order"}, on_event("order/placed"), [](Context& ctx) {
+      return ctx.step.wait_for_event("shipped", {.event = "order/shipped", .match = "data.order", .timeout = 1h}).has_value();
+    });
+    engine.start();
+    auto placed = engine.send({.name = "order/placed", .data = {{"order", 150}}});
+    REQUIRE(engine.drain());
+    engine.send({.name = "order/shipped", .data = {{"order", 150.5}}});
+    REQUIRE(engine.drain());
+    CHECK(only_run(engine, placed).status == RunStatus::waiting);
+    engine.send({.name = "order/shipped", .data = {{"order", 150.0}}});
+    REQUIRE(engine.drain());
+    CHECK(only_run(engine, placed).output == true);
   }
 }
