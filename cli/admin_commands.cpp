@@ -1,4 +1,4 @@
-// durable functions, unregister, gc, serve.
+// durable functions, unregister, verify, gc, serve.
 #include <iostream>
 
 #include <fmt/format.h>
@@ -16,7 +16,9 @@ namespace {
 std::string triggers_text(const nlohmann::json& function) {
   if (auto handled = string_at(function, "failure_handler_of", ""); !handled.empty()) return "failures of " + handled;
   std::vector<std::string> events;
-  for (const auto& trigger : function.value("triggers", nlohmann::json::array())) events.push_back(string_at(trigger, "event"));
+  for (const auto& trigger : function.value("triggers", nlohmann::json::array())) {
+    events.push_back(trigger.contains("cron") ? "cron " + string_at(trigger, "cron") : string_at(trigger, "event"));
+  }
   return fmt::format("{}", fmt::join(events, ", "));
 }
 
@@ -48,6 +50,30 @@ int unregister(const Invocation& inv) {
     std::cout << fmt::format("unregistered {}\n", id);
   }
   return 0;
+}
+
+int verify(const Invocation& inv) {
+  expect_no_positionals(inv);
+  auto function = inv.args.get("--function");
+  if (!function) throw UsageError("missing --function FUNCTION: the function whose runs to replay");
+  std::string path = "/v1/functions/" + path_segment(*function) + "/verify";
+  if (auto limit = inv.args.get("--limit")) path += "?limit=" + std::to_string(parse_count(*limit, "--limit"));
+  auto answer = inv.api().post(path, nlohmann::json::object());
+  auto diverged = answer.value("diverged", nlohmann::json::array());
+  if (inv.json) {
+    print_json(answer);
+  } else if (diverged.empty()) {
+    std::cout << fmt::format("{} runs of {} replay as recorded\n", answer.value("checked", 0), *function);
+  } else {
+    Table table({"RUN", "STATUS", "JOURNAL HAS", "CODE REACHES"});
+    for (const auto& run : diverged) {
+      table.add({string_at(run, "run_id"), string_at(run, "status"), string_at(run, "expected"), string_at(run, "actual")});
+    }
+    std::cout << table.render()
+              << fmt::format("{} of {} runs of {} would fail with a NondeterminismError\n", diverged.size(),
+                             answer.value("checked", 0), *function);
+  }
+  return diverged.empty() ? 0 : 1;
 }
 
 int gc(const Invocation& inv) {
@@ -112,6 +138,23 @@ Options:
 )",
        .options = {kUrlOption, kKeyOption, kJsonOption},
        .run = unregister},
+      {.name = "verify",
+       .summary = "check that stored runs replay with the current code",
+       .help = R"(Usage: durable verify --function FUNCTION [options]
+
+Asks the engine at --url, which must register FUNCTION (a worker running the code to check),
+to replay the journals of FUNCTION's stored runs against its code without running any step
+body, and lists the runs whose journal the code would not follow: they would fail with a
+NondeterminismError. Run it against a worker of the new version before routing runs to it.
+Exit code 0: every run replays; 1: some would diverge.
+
+Options:
+  --function F      required: the function
+  --limit N         replay at most N runs, newest first (default 10000)
+  --json            print the API's JSON
+)",
+       .options = {kUrlOption, kKeyOption, kJsonOption, {"--function", true}, {"--limit", true}},
+       .run = verify},
       {.name = "gc",
        .summary = "delete finished runs and old events",
        .help = R"(Usage: durable gc --older-than DURATION [options]

@@ -1,5 +1,6 @@
 #include "engine/api.hpp"
 
+#include <algorithm>
 #include <charconv>
 
 #include <fmt/format.h>
@@ -49,6 +50,10 @@ std::optional<TimePoint> query_time(const HttpRequest& req, const std::string& n
   if (text.empty()) return std::nullopt;
   return time_value(name, parse_int(name, text));
 }
+
+// How many runs POST /v1/functions/{id}/verify replays by default, and at most.
+constexpr int64_t kDefaultVerifyLimit = 10000;
+constexpr int64_t kMaxVerifyLimit = 1000000;
 
 int page_size(int64_t limit) {
   if (limit < 1 || limit > kMaxPageSize) {
@@ -203,6 +208,30 @@ std::vector<Route> api_routes(ApiServices* api, bool metrics_require_api_key) {
     if (!api->store.unregister_function(id)) throw RequestError(404, fmt::format("no function with id '{}'", id));
     log(LogLevel::info, "function unregistered", {{"function", id}});
     return json_response({{"unregistered", id}});
+  });
+
+  add("POST", "/v1/functions/{id}/verify", Access::api_key, [api](const HttpRequest& req) {
+    const std::string& id = req.path_params[0];
+    std::string text = query(req, "limit");
+    int64_t limit = text.empty() ? kDefaultVerifyLimit : parse_int("limit", text);
+    if (limit < 1 || limit > kMaxVerifyLimit) {
+      throw RequestError(400, fmt::format("\"limit\" must be between 1 and {}", kMaxVerifyLimit));
+    }
+    std::optional<VerifyReport> report = api->verify(id, static_cast<int>(limit));
+    if (!report) {
+      auto functions = api->store.list_functions();
+      bool known = std::any_of(functions.begin(), functions.end(), [&](const FunctionRecord& f) { return f.id == id; });
+      if (!known) throw RequestError(404, fmt::format("no function with id '{}'", id));
+      throw RequestError(409, fmt::format("function '{}' is not registered in this process: verify replays runs against "
+                                          "the code, so ask a process that registers it (a worker of the new version)",
+                                          id));
+    }
+    nlohmann::json diverged = nlohmann::json::array();
+    for (const VerifiedRun& r : report->diverged) {
+      diverged.push_back({{"run_id", r.run_id}, {"status", to_string(r.status)}, {"expected", r.expected},
+                          {"actual", r.actual}, {"message", r.message}, {"steps_replayed", r.steps_replayed}});
+    }
+    return json_response({{"function_id", id}, {"checked", report->checked}, {"diverged", diverged}});
   });
 
   add("GET", "/v1/events", Access::api_key, [api](const HttpRequest& req) {

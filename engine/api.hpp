@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,8 @@
 #include "engine/retention.hpp"
 #include "engine/run_control.hpp"
 #include "engine/store.hpp"
+
+#include <durable/engine.hpp>
 
 namespace durable {
 
@@ -23,6 +26,8 @@ struct ApiServices {
   EventLimits limits;
   std::function<std::string()> metrics;              // the Prometheus text of /metrics
   std::function<GcResult(TimePoint cutoff)> collect;  // deletes what finished before cutoff
+  // Engine::verify; nullopt when the function is not registered in this process.
+  std::function<std::optional<VerifyReport>(const std::string& function_id, int limit)> verify;
 };
 
 // The routes, their access rules and handlers. `services` may be null to list them only.

@@ -195,7 +195,11 @@ class Engine::Impl {
     api_ = std::make_unique<ApiServices>(ApiServices{
         *store_, *clock_, *ingestor_, *control_, EventLimits{options.max_event_bytes, options.max_request_bytes},
         [this] { return metrics_.render(store_->stats(), store_->queue_depth(clock_->now())); },
-        [this](TimePoint cutoff) { return retention_->collect(cutoff); }});
+        [this](TimePoint cutoff) { return retention_->collect(cutoff); },
+        [this](const std::string& id, int limit) -> std::optional<VerifyReport> {
+          if (!functions_.find(id)) return std::nullopt;
+          return verify(id, limit);
+        }});
     auto http = std::make_unique<HttpServer>(options, keys, api_routes(api_.get(), options.metrics_require_api_key));
     int port = http->start();
     http_ = std::move(http);
@@ -266,6 +270,32 @@ class Engine::Impl {
     stop_was_clean_ = executor_->stop(grace);
     if (scheduler) scheduler->stop();
     return stop_was_clean_;
+  }
+
+  VerifyReport verify(std::string_view function_id, int limit) {
+    if (!functions_.find(function_id)) {
+      throw Error(fmt::format("function '{}' is not registered in this process: verify replays against the code "
+                              "that registers it",
+                              function_id));
+    }
+    VerifyReport report{.function_id = std::string(function_id)};
+    std::string before;
+    while (report.checked < limit) {
+      std::vector<Run> page = store_->list_runs(RunFilter{.function_id = std::string(function_id)},
+                                                std::min(500, limit - report.checked), before);
+      if (page.empty()) break;
+      before = page.back().id;
+      for (const Run& run : page) {
+        ReplayCheck check = RunExecution(*env_, ClaimedRun{.run_id = run.id, .function_id = run.function_id,
+                                                           .event_id = run.event_id, .started_at = run.started_at})
+                                .check_replay();
+        ++report.checked;
+        if (!check.diverged) continue;
+        report.diverged.push_back(VerifiedRun{.run_id = run.id, .status = run.status, .expected = check.expected, .actual = check.actual,
+                                              .message = check.message, .steps_replayed = check.steps_replayed});
+      }
+    }
+    return report;
   }
 
   bool drain(std::chrono::milliseconds timeout) {
@@ -343,5 +373,6 @@ int Engine::listen(ServeOptions options) { return impl_->listen(std::move(option
 int Engine::serve(ServeOptions options) { return impl_->serve(std::move(options)); }
 bool Engine::stop(std::chrono::milliseconds grace) { return impl_->stop(grace); }
 bool Engine::drain(std::chrono::milliseconds timeout) { return impl_->drain(timeout); }
+VerifyReport Engine::verify(std::string_view function_id, int limit) { return impl_->verify(function_id, limit); }
 
 }  // namespace durable

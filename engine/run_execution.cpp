@@ -94,6 +94,21 @@ void RunExecution::execute() {
   }
 }
 
+ReplayCheck RunExecution::check_replay() {
+  replay_only_ = true;
+  function_ = env_.functions.find(claim_.function_id);
+  if (!function_) throw Error(fmt::format("function '{}' is not registered in this process", claim_.function_id));
+  if (load()) call_function();
+  replay_check_.steps_replayed = static_cast<int>(std::min(reached_, recorded_order_.size()));
+  return replay_check_;
+}
+
+void RunExecution::stop_if_replay_only() {
+  if (!replay_only_) return;
+  state_ = State::replayed;
+  throw Suspend{};
+}
+
 void RunExecution::release() {
   try {
     // A run claimed ahead of the end of its sleep goes back to sleep until then; any other
@@ -116,7 +131,7 @@ bool RunExecution::load() {
     // run_started with an empty payload. Reading it back would cost a query per run.
     journal_.push_back(JournalEntry{.seq = 0, .kind = JournalKind::run_started, .payload = "{}"});
     event_ = claim_.fresh_event;
-  } else if (std::optional<CachedRun> cached = env_.cache.take(claim_.run_id, claim_.lease_epoch)) {
+  } else if (std::optional<CachedRun> cached = replay_only_ ? std::nullopt : env_.cache.take(claim_.run_id, claim_.lease_epoch)) {
     // Suspended by this process and untouched since (see RunCache): no reads either.
     journal_ = std::move(cached->journal);
     event_ = std::move(cached->event);
@@ -174,7 +189,7 @@ bool RunExecution::load() {
         break;
     }
   }
-  if (finished) {
+  if (finished && !replay_only_) {
     log(LogLevel::error, "claimed run has already finished", {{"run", claim_.run_id}});
     return false;
   }
@@ -211,7 +226,7 @@ void RunExecution::call_function() {
   }
   // Once suspended or fenced, the execution is over whatever the function did next: it may
   // have swallowed the signal and returned, or thrown something else.
-  if (state_ != State::running) return;
+  if (state_ != State::running || replay_only_) return;
   if (!error) {
     complete_run(output);
     return;
@@ -251,6 +266,7 @@ bool RunExecution::started_too_late() {
 
 void RunExecution::check_can_continue() {
   if (state_ != State::running) throw Suspend{};
+  if (replay_only_) return;
   if (finish_deadline_ && env_.clock.now() >= *finish_deadline_) {
     fail_run(ErrorInfo{.name = "TimeoutError",
                        .message = fmt::format("the run did not finish within its finish timeout of {} ms",
@@ -323,6 +339,11 @@ void RunExecution::check_order(const std::string& key, StepKind kind) {
 }
 
 void RunExecution::diverge(const std::string& expected, const std::string& actual, const std::string& message) {
+  if (replay_only_) {
+    replay_check_ = ReplayCheck{.diverged = true, .expected = expected, .actual = actual, .message = message};
+    state_ = State::replayed;
+    throw Suspend{};
+  }
   log(LogLevel::error, "nondeterminism: the function does not replay its journal",
       {{"run", claim_.run_id}, {"function", claim_.function_id}, {"expected", expected}, {"actual", actual}});
   fail_run(ErrorInfo{.name = "NondeterminismError", .message = message, .kind = ErrorInfo::Kind::non_retriable}, actual,
@@ -412,6 +433,7 @@ std::vector<std::optional<nlohmann::json>> RunExecution::run_parallel(
     if (first) throw StepError(keys.front(), "ParallelError", "every body of the group failed");
     return results;
   }
+  stop_if_replay_only();
   confirm_lease();
   std::vector<std::function<nlohmann::json()>> to_run;
   TimePoint now = env_.clock.now();
@@ -471,6 +493,7 @@ StepStart RunExecution::begin_step(std::string_view id) {
   if (auto it = final_errors_.find(key); it != final_errors_.end()) {
     throw StepError(key, it->second.value("name", ""), it->second.value("message", ""));
   }
+  stop_if_replay_only();
   if (std::optional<nlohmann::json> mock = env_.mocks.find(claim_.function_id, key)) {
     // The test kit's result: recorded like a body's, returned like a memo.
     TimePoint now = env_.clock.now();
@@ -586,8 +609,10 @@ void RunExecution::sleep_to(const std::string& key, TimePoint requested) {
     // Recorded earlier: the recorded deadline wins. Normally it has passed (the run was
     // claimed because it was due); if not, go back to sleep without a new entry.
     if (it->second <= now) return;
+    stop_if_replay_only();
     suspend_until({}, RunStatus::sleeping, it->second, 0);
   }
+  stop_if_replay_only();
   sleeps_[key] = requested;
   JournalEntry e{.kind = JournalKind::sleep_scheduled,
                  .step_key = key,
@@ -603,6 +628,7 @@ std::vector<std::string> RunExecution::send_events(std::string_view id, std::vec
   check_can_continue();
   std::string key = next_key(id, StepKind::send_event);
   if (auto it = outputs_.find(key); it != outputs_.end()) return it->second.get<std::vector<std::string>>();
+  stop_if_replay_only();
   TimePoint now = env_.clock.now();
   std::vector<IngestStore::Item> items;
   std::vector<std::string> ids;
@@ -731,6 +757,7 @@ nlohmann::json RunExecution::invoke(std::string_view id, const InvokeOptions& op
 
 nlohmann::json RunExecution::await(WaitRegistration wait, std::optional<JournalEntry> started,
                                    std::vector<IngestStore::Item> new_events) {
+  stop_if_replay_only();
   std::string key = wait.step_key;
   std::vector<JournalEntry> entries;
   if (started) entries.push_back(*started);

@@ -41,9 +41,22 @@ struct ExecutionEnv {
   std::function<void(std::function<void()>)> run_task;
 };
 
+// How a run's journal replays against the functions of this process (Engine::verify).
+struct ReplayCheck {
+  bool diverged = false;
+  std::string expected, actual;  // the step keys, when diverged
+  std::string message;           // why it diverged
+  int steps_replayed = 0;        // recorded steps the replay went through
+};
+
 class RunExecution final : public Runtime {
  public:
   RunExecution(const ExecutionEnv& env, ClaimedRun claim);
+
+  // Replays the run's journal through the function without running any step body or
+  // writing anything, up to the first step the journal does not have, and says whether the
+  // function took the recorded steps in their order. The run need not be claimed.
+  ReplayCheck check_replay();
 
   // Runs the function to its next stopping point and records the outcome. Never throws: a
   // store failure is logged and the run is left to lease recovery, which replays it.
@@ -66,6 +79,7 @@ class RunExecution final : public Runtime {
 
  private:
   enum class State {
+    replayed,   // check_replay(): reached what the journal does not record; stop there
     running,    // the function may go on
     suspended,  // the outcome is committed (sleep, retry, release); unwind
     fenced,     // a commit was refused: another worker owns the run now; unwind, write nothing
@@ -88,6 +102,8 @@ class RunExecution final : public Runtime {
   // is the step the journal recorded at this point of the function.
   void check_order(const std::string& key, StepKind kind);
   [[noreturn]] void diverge(const std::string& expected, const std::string& actual, const std::string& message);
+  // In check_replay(), the function reached what the journal does not record: stop.
+  void stop_if_replay_only();
   // Throws Suspend if the execution must stop: suspended, fenced, the engine stopping (the run
   // is handed back), or past the run's finish timeout (the run is failed).
   void check_can_continue();
@@ -143,6 +159,8 @@ class RunExecution final : public Runtime {
   const ClaimedRun claim_;
   const RegisteredFunction* function_ = nullptr;
   State state_ = State::running;
+  bool replay_only_ = false;      // check_replay(): no bodies, no commits
+  ReplayCheck replay_check_;
   bool lease_confirmed_ = false;  // a commit or a check showed the run is ours (see confirm_lease)
   bool starting_ = false;         // a fresh run, not yet reported started (see lease_confirmed)
   std::optional<TimePoint> finish_deadline_;  // Timeouts::finish after the run's start

@@ -100,3 +100,60 @@ TEST_SUITE("determinism") {
     CHECK(bodies == 2);  // ship and notify: the others are memoized
   }
 }
+
+#include <httplib.h>
+
+TEST_SUITE("determinism") {
+  TEST_CASE("verify replays stored runs against the code without running a body, and reports those that diverge") {
+    TempDir dir;
+    auto clock = std::make_shared<ManualClock>();
+    std::vector<std::string> events;
+    {
+      Engine engine(engine_options(dir.file("t.db"), clock));
+      engine.function({.id = "order"}, on_event("order/placed"), [](Context& ctx) {
+        ctx.step.run("reserve", [] { return 1; });
+        if (ctx.event.data.value("express", false)) ctx.step.run("charge", [] { return 2; });
+        ctx.step.sleep("wait", 1h);
+      });
+      engine.start();
+      events.push_back(engine.send({.name = "order/placed", .data = {{"express", true}}}));
+      events.push_back(engine.send({.name = "order/placed"}));
+      REQUIRE(engine.drain());
+    }
+    // The new version renames "charge": the express order's run would diverge, the other not.
+    std::atomic<int> bodies{0};
+    Engine engine(engine_options(dir.file("t.db"), clock));
+    engine.function({.id = "order"}, on_event("order/placed"), [&](Context& ctx) {
+      ctx.step.run("reserve", [&] { return ++bodies; });
+      if (ctx.event.data.value("express", false)) ctx.step.run("charge-card", [&] { return ++bodies; });
+      ctx.step.sleep("wait", 1h);
+      ctx.step.run("ship", [&] { return ++bodies; });
+    });
+    engine.function({.id = "other"}, on_event("x/y"), [](Context&) {});
+    VerifyReport report = engine.verify("order");  // before start(): nothing executes
+    CHECK(report.checked == 2);
+    REQUIRE(report.diverged.size() == 1);
+    CHECK(report.diverged[0].run_id == only_run(engine, events[0]).id);
+    CHECK(report.diverged[0].expected == "charge");
+    CHECK(report.diverged[0].actual == "charge-card");
+    CHECK(report.diverged[0].status == RunStatus::sleeping);
+    CHECK(bodies == 0);
+    CHECK(only_run(engine, events[1]).status == RunStatus::sleeping);  // nothing written
+    CHECK_THROWS_WITH_AS(engine.verify("nope"), doctest::Contains("function 'nope' is not registered in this process"), Error);
+
+    // The same over HTTP, as `durable verify --function order` asks it.
+    int port = engine.listen({.port = 0, .event_keys = {"ek"}, .api_keys = {"ak"}});
+    httplib::Client http("127.0.0.1", port);
+    httplib::Headers auth{{"Authorization", "Bearer ak"}};
+    auto answer = http.Post("/v1/functions/order/verify", auth, "", "application/json");
+    REQUIRE(answer);
+    CHECK(answer->status == 200);
+    auto body = nlohmann::json::parse(answer->body);
+    CHECK(body["checked"] == 2);
+    CHECK(body["diverged"][0]["expected"] == "charge");
+    CHECK(body["diverged"][0]["message"].get<std::string>().find("which the journal does not have") != std::string::npos);
+    CHECK(http.Post("/v1/functions/unknown/verify", auth, "", "application/json")->status == 404);
+    CHECK(http.Post("/v1/functions/order/verify?limit=0", auth, "", "application/json")->status == 400);
+    engine.stop();
+  }
+}

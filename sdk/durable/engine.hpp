@@ -97,6 +97,22 @@ struct ServeOptions {
   std::chrono::milliseconds shutdown_grace = std::chrono::seconds(10);
 };
 
+// How one stored run replays against this process's code (Engine::verify).
+struct VerifiedRun {
+  std::string run_id;
+  RunStatus status = RunStatus::queued;
+  std::string expected;    // the step the journal has at the point of divergence ...
+  std::string actual;      // ... and the step the code reached instead
+  std::string message;     // why, as a NondeterminismError would say
+  int steps_replayed = 0;  // recorded steps the replay went through
+};
+
+struct VerifyReport {
+  std::string function_id;
+  int checked = 0;                 // runs replayed
+  std::vector<VerifiedRun> diverged;  // those that would fail with a NondeterminismError
+};
+
 class Engine {
  public:
   // Opens (creating or migrating) the database. Throws durable::Error when it cannot, e.g.
@@ -157,6 +173,14 @@ class Engine {
   // Executions still busy after `grace` are left to lease recovery. Returns true when every
   // execution ended within `grace`. Idempotent. The engine cannot be started again.
   bool stop(std::chrono::milliseconds grace = std::chrono::seconds(10));
+
+  // Replays the journals of the stored runs of `function_id` (newest first, at most `limit`;
+  // finished runs too) against the function as registered here, without running any step
+  // body or writing anything, and reports those whose journal the code would not follow: run
+  // it before deploying a change to a function with runs in flight (docs/steps.md,
+  // "Determinism"). Needs no start(). Throws durable::Error if the function is not registered
+  // here.
+  VerifyReport verify(std::string_view function_id, int limit = 10000);
 
   // Blocks until no run is executing and none is due at the clock's current time (a test
   // aid: with a ManualClock, advance the clock, then drain()). Returns false if that did not
