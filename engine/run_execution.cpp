@@ -147,7 +147,6 @@ bool RunExecution::load() {
   next_seq_ = static_cast<int64_t>(journal_.size());
   bool finished = false;
   for (const JournalEntry& e : journal_) {
-    record_order(e);
     switch (e.kind) {
       case JournalKind::run_started:
         started_payload_ = nlohmann::json::parse(e.payload);
@@ -188,6 +187,7 @@ bool RunExecution::load() {
         body_failures_ = 0;
         break;
     }
+    record_order(e);  // after the switch: a wait's kind is in its parsed payload
   }
   if (finished && !replay_only_) {
     log(LogLevel::error, "claimed run has already finished", {{"run", claim_.run_id}});
@@ -308,7 +308,7 @@ void RunExecution::record_order(const JournalEntry& e) {
     case JournalKind::step_failed: kind = StepKind::run; break;
     case JournalKind::sleep_scheduled: kind = StepKind::sleep; break;
     case JournalKind::wait_started:
-      kind = e.payload.find("\"invoke\"") != std::string::npos ? StepKind::invoke : StepKind::wait_for_event;
+      kind = waits_.at(e.step_key).contains("invoke") ? StepKind::invoke : StepKind::wait_for_event;
       break;
     default: return;
   }
