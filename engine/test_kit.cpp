@@ -2,6 +2,8 @@
 // reads of its store through EngineAccess.
 #include <durable/testing.hpp>
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "engine/api_json.hpp"
@@ -73,6 +75,20 @@ std::vector<TestRun> TestEngine::runs_for_event(std::string_view event_id) {
   return out;
 }
 
+std::vector<TestRun> TestEngine::runs_of(std::string_view function_id) {
+  std::vector<TestRun> out;
+  std::string before;
+  Store& store = EngineAccess::store(*engine_);
+  for (;;) {
+    std::vector<Run> page = store.list_runs(RunFilter{.function_id = std::string(function_id)}, 1000, before);
+    if (page.empty()) break;
+    for (const Run& r : page) out.push_back(TestRun(*this, r.id));
+    before = page.back().id;
+  }
+  std::reverse(out.begin(), out.end());  // listings are newest first
+  return out;
+}
+
 TestRun TestEngine::run(std::string_view run_id) {
   if (!engine_->get_run(run_id)) throw Error(fmt::format("no run with id '{}'", run_id));
   return TestRun(*this, std::string(run_id));
@@ -82,6 +98,12 @@ Run TestRun::snapshot() const {
   std::optional<Run> run = t_->engine_->get_run(id_);
   if (!run) throw Error(fmt::format("run '{}' no longer exists", id_));
   return *run;
+}
+
+Event TestRun::event() const {
+  std::optional<StoredEvent> stored = EngineAccess::store(*t_->engine_).find_event(snapshot().event_id);
+  if (!stored) throw Error(fmt::format("the event of run '{}' no longer exists", id_));
+  return stored->event;
 }
 
 std::vector<StepRecord> TestRun::steps() const {

@@ -54,6 +54,8 @@ class TestRun {
   RunStatus status() const { return snapshot().status; }
   nlohmann::json output() const { return snapshot().output; }
   nlohmann::json error() const { return snapshot().error; }
+  // The event that started it (a cron run's: durable/cron, with the tick as its ts).
+  Event event() const;
   // Its steps, in the order they were first recorded.
   std::vector<StepRecord> steps() const;
   // One step by key. Throws durable::Error if the run has no such step.
@@ -108,6 +110,8 @@ class TestEngine {
 
   // The runs an event started, oldest first.
   std::vector<TestRun> runs_for_event(std::string_view event_id);
+  // The runs of a function, oldest first (cron runs, invoked runs, fan-outs).
+  std::vector<TestRun> runs_of(std::string_view function_id);
   // A run by id. Throws durable::Error if there is none.
   TestRun run(std::string_view run_id);
 
