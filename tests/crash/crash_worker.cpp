@@ -1,6 +1,7 @@
 // The child process of tests/crash_test.cpp: an engine that runs the 20-step function
-// "crash-20" until it is killed. Every step body first appends "<generation> <run_id> <step_key>"
-// to a ledger, so the parent can tell afterwards which step bodies ran in which incarnation.
+// "crash-20", and "crash-primitives" (a send, an invoke, a parallel group and a wait), until it
+// is killed. Every step body first appends "<generation> <run_id> <step_key>" to a ledger, so
+// the parent can tell afterwards which step bodies ran in which incarnation.
 //
 //   crash_worker --database F --ledger L --port-file P --generation G
 //                [--workers N] [--lease-ttl-ms MS] [--step-ms MS]
@@ -135,6 +136,31 @@ int main(int argc, char** argv) {
     }
     return sum;
   });
+  // The workflow primitives under kills. Output: 2 seed (the invoked run) + 3 seed + 3 (the
+  // parallel bodies) + 1000 (the acknowledgement arrived).
+  engine.function({.id = "crash-primitives"}, durable::on_event("crash/primitives"), [&](durable::Context& ctx) {
+    int64_t seed = ctx.event.data.at("seed").get<int64_t>();
+    ctx.step.send_event("ping", durable::Event{.name = "crash/ping", .data = {{"seed", seed}}});
+    auto doubled = ctx.step.invoke<int64_t>("double", {.function = "crash-double", .data = {{"seed", seed}}});
+    auto body = [&](int i) {
+      return [&, i] {
+        append_line(ledger, fmt::format("{} {} fan[{}]\n", generation, ctx.run_id, i));
+        std::this_thread::sleep_for(5 * step_time);
+        return seed + i;
+      };
+    };
+    auto [a, b, c] = ctx.step.run_all("fan", body(0), body(1), body(2));
+    auto ack = ctx.step.wait_for_event("ack", {.event = "crash/ack", .match = "data.seed", .timeout = std::chrono::minutes(5)});
+    return doubled + a + b + c + (ack ? 1000 : 0);
+  });
+  engine.function({.id = "crash-double"}, durable::on_event("crash/never"), [&](durable::Context& ctx) {
+    int64_t seed = ctx.event.data.at("seed").get<int64_t>();
+    return ctx.step.run("double", [&] {
+      std::this_thread::sleep_for(step_time);
+      return seed * 2;
+    });
+  });
+  engine.function({.id = "crash-ping"}, durable::on_event("crash/ping"), [](durable::Context& ctx) { return ctx.event.data.at("seed"); });
   int port = engine.listen({.port = 0, .event_keys = {"crash"}});
 
   std::string tmp = args.port_file + ".tmp";
