@@ -83,7 +83,17 @@ std::string step_outcome(const nlohmann::json& step) {
   const auto& error = member(step, "error");
   if (status == "failed") return error_text(error);
   if (status == "retrying") return fmt::format("retry at {}: {}", time_at(step, "retry_at"), error_text(error));
-  if (string_at(step, "kind", "") == "sleep") return "until " + time_at(step, "until");
+  std::string kind = string_at(step, "kind", "");
+  if (kind == "sleep") return "until " + time_at(step, "until");
+  if (kind == "invoke" && status == "waiting") {
+    return fmt::format("run {} of {}, until {}", string_at(step, "invoked_run_id", "?"),
+                       string_at(step, "invoked_function", "?"), time_at(step, "until"));
+  }
+  if (kind == "wait_for_event" && status == "waiting") {
+    return fmt::format("for {}, until {}", string_at(member(step, "waiting_for"), "event", "?"), time_at(step, "until"));
+  }
+  if (kind == "wait_for_event" && step.value("timed_out", false)) return "timed out";
+  if (kind == "wait_for_event") return preview(member(member(step, "output"), "event"));
   return preview(member(step, "output"));
 }
 
@@ -106,6 +116,7 @@ void print_run(const nlohmann::json& run) {
     field("ended", fmt::format("{} UTC (took {})", time_at(run, "ended_at"), duration_between(run, "started_at", "ended_at")));
   }
   field("replay of", string_at(run, "replay_of", ""));
+  field("invoked by", string_at(run, "parent_run_id", ""));
   if (const auto& replays = member(run, "replays"); replays.is_array() && !replays.empty()) {
     // A run replayed in bulk again and again would fill the screen: the first few, then a count.
     constexpr size_t kShown = 3;
