@@ -444,43 +444,48 @@ std::vector<std::optional<nlohmann::json>> RunExecution::run_parallel(
   // Bodies go to free workers; this thread runs those no worker has taken yet, then collects.
   auto group = std::make_shared<ParallelGroup>(std::move(to_run));
   for (size_t g = 0; g < pending.size(); ++g) env_.run_task([group, g] { group->run(g); });
+  size_t collected = 0;
+  // The next outcome; this thread runs a body no worker has taken yet rather than wait.
+  auto next_outcome = [&]() -> ParallelGroup::Outcome {
+    while (!group->has_finished()) {
+      std::optional<size_t> g = group->untaken();
+      if (!g) break;
+      in_parallel_body_ = true;
+      group->run(*g);
+      in_parallel_body_ = false;
+    }
+    ++collected;
+    return group->next();
+  };
   std::optional<ParallelGroup::Outcome> failure;
   bool won = false;
-  for (size_t collected = 0; collected < pending.size();) {
-    if (!group->has_finished()) {
-      if (std::optional<size_t> g = group->untaken()) {
-        in_parallel_body_ = true;
-        group->run(*g);
-        in_parallel_body_ = false;
-        continue;
-      }
-    }
-    ParallelGroup::Outcome o = group->next();
-    ++collected;
+  while (collected < pending.size()) {
+    ParallelGroup::Outcome o = next_outcome();
     size_t i = pending[o.index];
     env_.metrics.step_finished(claim_.function_id, o.error ? "failed" : "completed", o.took);
+    if (!o.error && !is_storable(*o.output)) {
+      // JSON cannot hold it (see complete_step): the body fails, as step.run's would.
+      o.error = std::make_exception_ptr(
+          NonRetriableError("the body returned a number that is not finite (NaN or infinity), which JSON cannot hold"));
+    }
     if (o.error) {
       if (!failure) failure = std::move(o);
       continue;
     }
-    if (won || !is_storable(*o.output)) continue;  // run_first: only the winner is recorded
+    if (won) continue;  // run_first: only the winner is recorded
     // Recorded at once, while the others still run: a crash now loses only those.
     JournalEntry e{.kind = JournalKind::step_completed, .step_key = keys[i], .payload = to_json_text(*o.output),
                    .started_at = step_started_at_[keys[i]]};
     if (!append({std::move(e)})) {
-      // Fenced or abandoned: wait for the rest (they refer to the function's frame), then stop.
-      for (; collected < pending.size(); ++collected) group->next();
+      // Fenced or abandoned: let the rest end (they refer to the function's frame), then stop.
+      while (collected < pending.size()) next_outcome();
       throw Suspend{};
     }
     outputs_[keys[i]] = *o.output;
     results[i] = std::move(o.output);
     won = first;
   }
-  if (won || (!first && !failure)) return results;
-  if (!failure) {
-    // A body's result JSON cannot hold (NaN): fail it like step.run does.
-    throw StepError(keys.front(), "durable::NonRetriableError", "a body returned a number that is not finite");
-  }
+  if (won || !failure) return results;
   StepStart start{.key = keys[pending[failure->index]]};
   fail_step(start, failure->error);  // a retry (Suspend) or StepError
 }
