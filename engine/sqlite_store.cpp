@@ -378,15 +378,10 @@ IngestStore::Outcome SqliteStore::insert_event(SqliteDb& db, const Item& item, T
 
 const nlohmann::json& SqliteStore::WaitCandidate::trigger_event(SqliteDb& db) {
   if (!trigger_json) {
-    StatementScope s(db.cached("SELECT name, data, user_data, ts, v, dedup_key FROM events WHERE id = ?"));
+    static const std::string sql = std::string("SELECT ") + kEventColumns + " FROM events WHERE id = ?";
+    StatementScope s(db.cached(sql.c_str()));
     s->bind(1, trigger_event_id);
-    trigger_json = nlohmann::json::object();
-    if (s->step()) {
-      Event e{.id = s->get_optional_text(5).value_or(""), .name = s->get_text(0),
-              .data = nlohmann::json::parse(s->get_text(1)), .user = nlohmann::json::parse(s->get_text(2)),
-              .ts = from_millis(s->get_int(3)), .v = s->get_optional_text(4).value_or("")};
-      trigger_json = nlohmann::json(e);
-    }
+    trigger_json = s->step() ? nlohmann::json(read_event(*s, 0).event) : nlohmann::json::object();
   }
   return *trigger_json;
 }
