@@ -50,9 +50,12 @@ TEST_SUITE("multi_process") {
     // The worker writes its port file after start(), which records its function in the store.
     REQUIRE_MESSAGE(wait_until([&] { return std::ifstream(dir.file("port")).good(); }, 10s), "the worker did not start");
 
+    // The API process knows the worker's functions from the store (listed by id).
     auto functions = get_json(http, "/v1/functions")["functions"];
-    REQUIRE(functions.size() == 1);
-    CHECK(functions[0]["id"] == "crash-20");
+    std::vector<std::string> ids;
+    for (const auto& f : functions) ids.push_back(f["id"]);
+    CHECK(ids == std::vector<std::string>{"crash-20", "crash-double", "crash-ping", "crash-primitives"});
+    REQUIRE(functions[0]["id"] == "crash-20");
     CHECK(functions[0]["triggers"][0]["event"] == "crash/test");
 
     auto sent = http.Post("/e/event-key", R"({"name":"crash/test","data":{"seed":7}})", "application/json");
