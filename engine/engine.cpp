@@ -17,6 +17,7 @@
 #include "engine/alert_webhook.hpp"
 #include "engine/api.hpp"
 #include "engine/cron_triggers.hpp"
+#include "engine/dashboard.hpp"
 #include "engine/engine_access.hpp"
 #include "engine/executor.hpp"
 #include "engine/function_registry.hpp"
@@ -200,7 +201,9 @@ class Engine::Impl {
           if (!functions_.find(id)) return std::nullopt;
           return verify(id, limit);
         }});
-    auto http = std::make_unique<HttpServer>(options, keys, api_routes(api_.get(), options.metrics_require_api_key));
+    std::vector<Route> routes = api_routes(api_.get(), options.metrics_require_api_key);
+    for (Route& route : dashboard_routes()) routes.push_back(std::move(route));
+    auto http = std::make_unique<HttpServer>(options, keys, std::move(routes));
     int port = http->start();
     http_ = std::move(http);
     log(LogLevel::info, "listening", {{"url", fmt::format("http://{}:{}", options.host, port)}});

@@ -57,7 +57,20 @@ std::string loggable_path(const std::string& path) { return path.rfind("/e/", 0)
 
 void send(httplib::Response& res, const HttpResponse& r) {
   res.status = r.status;
+  for (const auto& [name, value] : r.headers) res.set_header(name, value);
   res.set_content(r.body, r.content_type.c_str());
+}
+
+HttpResponse redirect(const std::string& location) {
+  return HttpResponse{.status = 303, .body = "", .content_type = "text/plain", .headers = {{"Location", location}}};
+}
+
+// The value of `name` in an application/x-www-form-urlencoded body, decoded; "" when absent.
+std::string form_value(const std::string& body, const std::string& name) {
+  httplib::Params params;
+  httplib::detail::parse_query_text(body, params);
+  auto it = params.find(name);
+  return it == params.end() ? std::string() : it->second;
 }
 
 }  // namespace
@@ -118,6 +131,8 @@ HttpServer::HttpServer(const ServeOptions& options, HttpKeys keys, std::vector<R
     }
   }
 
+  add_login_routes();
+
   s.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
     std::string what = "unknown error";
     try {
@@ -137,10 +152,61 @@ HttpServer::HttpServer(const ServeOptions& options, HttpKeys keys, std::vector<R
 
 HttpServer::~HttpServer() { stop(); }
 
-bool HttpServer::authorized(Access access, const HttpRequest& request, HttpResponse& response) const {
+std::string HttpServer::session_token(const HttpRequest& request) {
+  // Cookie: a=1; durable_session=<token>; b=2
+  std::string cookies = request.header("Cookie");
+  std::string prefix = std::string(kSessionCookie) + "=";
+  size_t at = 0;
+  while (at < cookies.size()) {
+    size_t end = cookies.find(';', at);
+    if (end == std::string::npos) end = cookies.size();
+    std::string_view part = std::string_view(cookies).substr(at, end - at);
+    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+    if (part.starts_with(prefix)) return std::string(part.substr(prefix.size()));
+    at = end + 1;
+  }
+  return {};
+}
+
+void HttpServer::add_login_routes() {
+  // The dashboard's login form posts the key here; a session cookie stands for it from then
+  // on. HttpOnly: page scripts cannot read it. SameSite=Strict: no other site's page can make
+  // the browser send it (no cross-site request forgery).
+  server_->Post("/login", [this](const httplib::Request& req, httplib::Response& res) {
+    std::string key = form_value(req.body, "api_key");
+    if (keys_.api_keys.empty()) {
+      send(res, redirect("/login?error=no-api-key"));
+      return;
+    }
+    if (key.empty() || !key_in(keys_.api_keys, key)) {
+      log(LogLevel::warn, "dashboard login refused", {{"remote", req.remote_addr}});
+      send(res, redirect("/login?error=unknown-key"));
+      return;
+    }
+    HttpResponse response = redirect("/");
+    response.headers.emplace_back(
+        "Set-Cookie", fmt::format("{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", kSessionCookie,
+                                  sessions_.create(), std::chrono::seconds(Sessions::kLifetime).count()));
+    send(res, response);
+  });
+  server_->Post("/logout", [this](const httplib::Request& req, httplib::Response& res) {
+    HttpRequest request;
+    request.header = [&req](const char* name) { return req.get_header_value(name); };
+    sessions_.end(session_token(request));
+    HttpResponse response = redirect("/login");
+    response.headers.emplace_back("Set-Cookie", fmt::format("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0", kSessionCookie));
+    send(res, response);
+  });
+}
+
+bool HttpServer::authorized(Access access, const HttpRequest& request, HttpResponse& response) {
   switch (access) {
     case Access::open:
       return true;
+    case Access::page:
+      if (sessions_.valid(session_token(request))) return true;
+      response = redirect("/login");
+      return false;
     case Access::event_key:
       if (!request.path_params.empty() && key_in(keys_.event_keys, request.path_params[0])) return true;
       response = error_response(401, "unknown event key");
@@ -153,6 +219,7 @@ bool HttpServer::authorized(Access access, const HttpRequest& request, HttpRespo
       }
       std::string auth = request.header("Authorization");
       constexpr std::string_view kBearer = "bearer ";
+      if (auth.empty() && sessions_.valid(session_token(request))) return true;  // the dashboard
       if (auth.empty()) {
         response = error_response(401, "missing API key: send the header \"Authorization: Bearer <key>\"");
         return false;

@@ -1,6 +1,8 @@
 // The HTTP server: cpp-httplib on its own threads, serving a table of routes. Each route says
 // who may call it (anyone, holders of an event key in the path, holders of an API key in
-// `Authorization: Bearer`), and the server checks that before the handler runs. Handlers see
+// `Authorization: Bearer` or of a dashboard session, browsers with a session), and the server
+// checks that before the handler runs. It also serves POST /login (an API key from a form, for
+// a session cookie) and POST /logout. Handlers see
 // plain HttpRequest/HttpResponse values, so httplib stays inside http_server.cpp. Every error
 // answers a JSON body {"error": "..."} with its status.
 #pragma once
@@ -15,6 +17,8 @@
 #include <vector>
 
 #include <durable/engine.hpp>
+
+#include "engine/sessions.hpp"
 
 namespace httplib {
 class Server;
@@ -35,6 +39,7 @@ struct HttpResponse {
   int status = 200;
   std::string body;
   std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;  // more headers (Location, Set-Cookie)
 };
 
 // Handlers may throw RequestError (answered with its status) or any std::exception (500).
@@ -43,8 +48,12 @@ using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 enum class Access {
   open,       // no credentials
   event_key,  // the route's first path parameter is an event key
-  api_key,    // Authorization: Bearer <API key>
+  api_key,    // Authorization: Bearer <API key>, or a dashboard session cookie
+  page,       // a dashboard page: a session cookie, else a redirect to /login
 };
+
+// The cookie that holds a dashboard session's token.
+inline constexpr const char* kSessionCookie = "durable_session";
 
 struct Route {
   std::string method;  // GET or POST
@@ -74,10 +83,16 @@ class HttpServer {
 
  private:
   // Answers 401 (and returns false) unless the request carries the credentials `access` needs.
-  bool authorized(Access access, const HttpRequest& request, HttpResponse& response) const;
+  bool authorized(Access access, const HttpRequest& request, HttpResponse& response);
+
+  // POST /login and POST /logout.
+  void add_login_routes();
+  // The session token in the request's Cookie header, or "".
+  static std::string session_token(const HttpRequest& request);
 
   ServeOptions options_;
   HttpKeys keys_;
+  Sessions sessions_;
   std::unique_ptr<httplib::Server> server_;
   std::atomic<bool> listen_returned_{false};
   std::thread thread_;
