@@ -27,6 +27,16 @@ const duration = (a, b) => (a && b ? `${((b - a) / 1000).toFixed(3)} s` : "");
 const json = (v) => el("pre", {}, JSON.stringify(v, null, 2));
 const status = (s) => el("span", { class: `status-${s}` }, s ?? "");
 
+// What a step shows: its error, what it waits for, or its output.
+function stepResult(s) {
+  if (s.error) return json(s.error);
+  if (s.status === "waiting" && s.kind === "invoke") return `run ${s.invoked_run_id} of ${s.invoked_function}, until ${time(s.until)}`;
+  if (s.status === "waiting") return `for ${s.waiting_for?.event}, until ${time(s.until)}`;
+  if (s.status === "sleeping") return `until ${time(s.until)}`;
+  if (s.timed_out) return "timed out";
+  return json(s.output);
+}
+
 function table(headers, rows) {
   return el("table", {}, el("thead", {}, el("tr", {}, headers.map((h) => el("th", {}, h)))),
             el("tbody", {}, rows));
@@ -76,7 +86,7 @@ async function runView(id) {
   const steps = (run.steps ?? []).map((s) => el("tr", {},
     el("td", {}, s.key), el("td", {}, s.kind), el("td", {}, status(s.status)), el("td", {}, String(s.attempts ?? "")),
     el("td", {}, duration(s.started_at, s.ended_at)),
-    el("td", {}, s.error ? json(s.error) : json(s.output)),
+    el("td", {}, stepResult(s)),
     el("td", {}, s.kind === "run" ? el("button", { onclick: () => {
       const output = prompt(`Rerun from '${s.key}' with this output (JSON), or leave it as is to run the step again:`,
                             JSON.stringify(s.output));
