@@ -10,6 +10,8 @@
 #include <date/tz.h>
 #include <fmt/format.h>
 
+#include "engine/printable.hpp"
+
 namespace durable {
 
 namespace {
@@ -48,18 +50,8 @@ constexpr FieldSpec kFields[5] = {
 };
 constexpr std::string_view kFieldList = "minute hour day-of-month month day-of-week";
 
-// Messages quote user text; keep them printable and short whatever bytes it holds.
-std::string printable(std::string_view text) {
-  std::string out;
-  for (unsigned char c : text.substr(0, 40)) {
-    if (c >= 0x20 && c < 0x7f)
-      out += static_cast<char>(c);
-    else
-      out += fmt::format("\\x{:02x}", c);
-  }
-  if (text.size() > 40) out += "...";
-  return out;
-}
+// Messages quote user text: its first 40 bytes, printable.
+std::string quoted(std::string_view text) { return printable(text, 40); }
 
 [[noreturn]] void fail(const FieldSpec& field, const std::string& message) {
   throw CronError(fmt::format("{} field: {}", field.name, message));
@@ -86,18 +78,18 @@ std::optional<int> parse_number(std::string_view token) {
 
 // One end of a range: a number in the field's range or, in month and day-of-week, a name.
 int parse_value(const FieldSpec& field, std::string_view token, std::string_view item) {
-  if (token.empty()) fail(field, fmt::format("missing number in '{}'", printable(item)));
+  if (token.empty()) fail(field, fmt::format("missing number in '{}'", quoted(item)));
   if (auto n = parse_number(token)) {
     if (*n < field.min || *n > field.max)
-      fail(field, fmt::format("{} is out of range {}-{}", printable(token), field.min, field.max));
+      fail(field, fmt::format("{} is out of range {}-{}", quoted(token), field.min, field.max));
     return *n;
   }
   if (field.names != nullptr) {
     for (int i = 0; i < field.name_count; ++i)
       if (equals_ignoring_case(token, field.names[i])) return field.min + i;
-    fail(field, fmt::format("'{}' is not a number or {}", printable(token), field.names_hint));
+    fail(field, fmt::format("'{}' is not a number or {}", quoted(token), field.names_hint));
   }
-  fail(field, fmt::format("'{}' is not a number", printable(token)));
+  fail(field, fmt::format("'{}' is not a number", quoted(token)));
 }
 
 // The values `text` selects, as a bit set. Grammar: item (',' item)*, where
@@ -108,7 +100,7 @@ uint64_t parse_field(const FieldSpec& field, std::string_view text) {
   for (;;) {
     size_t comma = text.find(',', start);
     std::string_view item = text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
-    if (item.empty()) fail(field, fmt::format("empty item in list '{}'", printable(text)));
+    if (item.empty()) fail(field, fmt::format("empty item in list '{}'", quoted(text)));
 
     std::string_view range = item;
     int step = 1;
@@ -116,8 +108,8 @@ uint64_t parse_field(const FieldSpec& field, std::string_view text) {
       range = item.substr(0, slash);
       std::string_view step_text = item.substr(slash + 1);
       auto n = parse_number(step_text);
-      if (!n) fail(field, fmt::format("step '{}' in '{}' is not a number", printable(step_text), printable(item)));
-      if (*n == 0) fail(field, fmt::format("step in '{}' must be at least 1", printable(item)));
+      if (!n) fail(field, fmt::format("step '{}' in '{}' is not a number", quoted(step_text), quoted(item)));
+      if (*n == 0) fail(field, fmt::format("step in '{}' must be at least 1", quoted(item)));
       step = *n;
     }
     int lo = field.min;
@@ -129,11 +121,11 @@ uint64_t parse_field(const FieldSpec& field, std::string_view text) {
         hi = parse_value(field, range.substr(dash + 1), item);
         if (lo > hi)
           fail(field, fmt::format("range '{}' goes backwards ({} > {}); ranges do not wrap around, use a list",
-                                  printable(range), lo, hi));
+                                  quoted(range), lo, hi));
       } else if (range.size() != item.size()) {
         // Vixie cron rejects `5/15`; other crons read it as 5-max/15. Asking for the range keeps
         // the meaning unambiguous.
-        fail(field, fmt::format("a step needs a range: write '{}-{}/{}' or '*/{}'", printable(range), field.max,
+        fail(field, fmt::format("a step needs a range: write '{}-{}/{}' or '*/{}'", quoted(range), field.max,
                                 step, step));
       } else {
         hi = lo;
@@ -373,7 +365,7 @@ CronSchedule CronSchedule::parse(std::string_view text) {
       } catch (const std::exception&) {
         // date/tz says only "X not found in timezone database"; name the database it read.
         throw CronError(fmt::format("unknown time zone '{}' (not in the tz database, /usr/share/zoneinfo)",
-                                    printable(zone_name)));
+                                    quoted(zone_name)));
       }
       first = 1;
     }
@@ -383,11 +375,11 @@ CronSchedule CronSchedule::parse(std::string_view text) {
     if (words[i].find('=') != std::string_view::npos)
       throw CronError(fmt::format("'{}' is not a field; a time zone is written 'TZ=Area/City' or 'CRON_TZ=Area/City' "
                                   "before the fields",
-                                  printable(words[i])));
+                                  quoted(words[i])));
   size_t found = words.size() - first;
   if (found == 1 && words[first].front() == '@')
     throw CronError(fmt::format("'{}' is not supported; write the 5 fields ({}), e.g. '0 0 * * *' for daily",
-                                printable(words[first]), kFieldList));
+                                quoted(words[first]), kFieldList));
   if (found != 5)
     throw CronError(fmt::format("expected 5 fields ({}), found {}{}", kFieldList, found,
                                 found == 6 ? " (seconds and year fields are not supported)" : ""));
@@ -417,7 +409,7 @@ CronSchedule CronSchedule::parse(std::string_view text) {
     }
     if (!possible)
       throw CronError(fmt::format("the schedule never fires: no day in day-of-month '{}' exists in month '{}'",
-                                  printable(month_days), printable(words[first + 3])));
+                                  quoted(month_days), quoted(words[first + 3])));
   }
   return schedule;
 }

@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include "engine/printable.hpp"
+
 namespace durable {
 
 using nlohmann::json;
@@ -78,18 +80,8 @@ struct Token {
   json value;             // Tok::number and Tok::string: the value
 };
 
-// Messages quote user text; keep them printable and short whatever bytes it holds.
-std::string printable(std::string_view text) {
-  std::string out;
-  for (unsigned char c : text.substr(0, 24)) {
-    if (c >= 0x20 && c < 0x7f)
-      out += static_cast<char>(c);
-    else
-      out += fmt::format("\\x{:02x}", c);
-  }
-  if (text.size() > 24) out += "...";
-  return out;
-}
+// Messages quote user text: its first 24 bytes, printable.
+std::string quoted(std::string_view text) { return printable(text, 24); }
 
 [[noreturn]] void fail_at(size_t pos, const std::string& message) {
   throw ExpressionError(static_cast<int>(pos) + 1, message);
@@ -117,7 +109,7 @@ Token lex_string(std::string_view text, size_t start) {
         case 't': value += '\t'; break;
         case 'r': value += '\r'; break;
         default: fail_at(i, fmt::format("unknown escape '\\{}' (known: \\\\ \\' \\\" \\n \\t \\r)",
-                                        printable(text.substr(i + 1, 1))));
+                                        quoted(text.substr(i + 1, 1))));
       }
       i += 2;
       continue;
@@ -147,7 +139,7 @@ Token lex_number(std::string_view text, size_t start) {
       for (i = j; i < text.size() && is_digit(text[i]);) ++i;
     }
   }
-  if (i < text.size() && is_name_char(text[i])) fail_at(i, fmt::format("unexpected '{}' in a number", printable(text.substr(i, 1))));
+  if (i < text.size() && is_name_char(text[i])) fail_at(i, fmt::format("unexpected '{}' in a number", quoted(text.substr(i, 1))));
   std::string_view digits = text.substr(start, i - start);
   const char* first = digits.data();
   const char* last = first + digits.size();
@@ -205,7 +197,7 @@ std::vector<Token> lex(std::string_view text) {
       } else if (c == '&' || c == '|') {
         fail_at(i, fmt::format("unexpected '{}'; did you mean '{}{}'?", c, c, c));
       } else {
-        fail_at(i, fmt::format("unexpected character '{}'", printable(text.substr(i, 1))));
+        fail_at(i, fmt::format("unexpected character '{}'", quoted(text.substr(i, 1))));
       }
     }
   }
@@ -275,7 +267,7 @@ class Parser {
   bool at_name(std::string_view name) const { return peek().kind == Tok::name && peek().text == name; }
 
   static std::string describe(const Token& token) {
-    return token.kind == Tok::end ? "the end of the expression" : fmt::format("'{}'", printable(token.text));
+    return token.kind == Tok::end ? "the end of the expression" : fmt::format("'{}'", quoted(token.text));
   }
 
   void expect(std::string_view punct, std::string_view what) {
@@ -346,7 +338,7 @@ class Parser {
       return parse_path();
     }
     if (next_ == 0) fail_at(token.pos, fmt::format("expected a value, found {}", describe(token)));
-    fail_at(token.pos, fmt::format("expected a value after '{}', found {}", printable(tokens_[next_ - 1].text),
+    fail_at(token.pos, fmt::format("expected a value after '{}', found {}", quoted(tokens_[next_ - 1].text),
                                    describe(token)));
   }
 
@@ -418,7 +410,7 @@ class Parser {
       if (f.name == name.text) function = &f;
     if (!function)
       fail_at(name.pos, fmt::format("unknown function '{}' (known: starts_with, ends_with, contains, size)",
-                                    printable(name.text)));
+                                    quoted(name.text)));
     Nesting nesting(*this, name.pos);
     size_t open = take().pos;
     Node node{.op = function->op};

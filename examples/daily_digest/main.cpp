@@ -25,6 +25,7 @@
 
 #include <durable/durable.hpp>
 
+#include "../common/env.hpp"
 #include "daily_digest_workflow.hpp"
 #include "../common/outbox.hpp"
 #include "users.hpp"
@@ -33,22 +34,8 @@ namespace {
 
 constexpr const char* kUsersFile = "digest_users.json";
 
-std::string env_or(const char* name, const char* fallback) {
-  const char* value = std::getenv(name);
-  return value && *value ? value : fallback;
-}
-
-int env_port(const char* name, int fallback) {
-  std::string value = env_or(name, "");
-  if (value.empty()) return fallback;
-  try {
-    size_t used = 0;
-    int port = std::stoi(value, &used);
-    if (used == value.size() && port > 0 && port < 65536) return port;
-  } catch (const std::exception&) {
-  }
-  throw std::runtime_error(fmt::format("{} must be a port number, not '{}'", name, value));
-}
+using examples::env_or;
+using examples::env_port;
 
 // When the schedule fires next, "2030-01-02 08:00 CET (07:00 UTC)": 08:00 local today if that
 // is still ahead, else tomorrow. (Good enough for a hint; the engine's cron handles the days

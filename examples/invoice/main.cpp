@@ -21,28 +21,14 @@
 
 #include <durable/durable.hpp>
 
+#include "../common/env.hpp"
 #include "invoice_workflow.hpp"
 #include "../common/outbox.hpp"
 
 namespace {
 
-std::string env_or(const char* name, const char* fallback) {
-  const char* value = std::getenv(name);
-  return value && *value ? value : fallback;
-}
-
-// The positive integer in `name`, or `fallback` when it is not set.
-int env_int(const char* name, int fallback, int max) {
-  std::string value = env_or(name, "");
-  if (value.empty()) return fallback;
-  try {
-    size_t used = 0;
-    int n = std::stoi(value, &used);
-    if (used == value.size() && n > 0 && n <= max) return n;
-  } catch (const std::exception&) {
-  }
-  throw std::runtime_error(fmt::format("{} must be a number from 1 to {}, not '{}'", name, max, value));
-}
+using examples::env_int;
+using examples::env_or;
 
 }  // namespace
 

@@ -18,6 +18,7 @@
 
 #include <durable/durable.hpp>
 
+#include "../common/env.hpp"
 #include "workflow.hpp"
 
 namespace {
@@ -78,10 +79,7 @@ int main(int argc, char** argv) {
                                         .cool_down = std::chrono::seconds(config.cool_down_seconds)});
 
     // Local development keys unless the environment sets real ones.
-    auto env_or = [](const char* name, const char* fallback) {
-      const char* value = std::getenv(name);
-      return std::string(value && *value ? value : fallback);
-    };
+    using examples::env_or;
     std::string key = env_or("DURABLE_EVENT_KEY", "local-dev-key");
     std::string api_key = env_or("DURABLE_API_KEY", "local-dev-api-key");
     std::string sample = DURABLE_SAMPLE_IMAGE;  // the picture that ships with the example

@@ -27,6 +27,7 @@
 
 #include <durable/durable.hpp>
 
+#include "../common/env.hpp"
 #include "fulfil_order.hpp"
 #include "webhook_endpoint.hpp"
 
@@ -35,22 +36,8 @@ namespace {
 constexpr const char* kDevSecret = "whsec_local_dev_secret_not_for_production";
 constexpr size_t kMaxBodyBytes = 256 * 1024;
 
-std::string env_or(const char* name, const char* fallback) {
-  const char* value = std::getenv(name);
-  return value && *value ? value : fallback;
-}
-
-int env_port(const char* name, int fallback) {
-  std::string value = env_or(name, "");
-  if (value.empty()) return fallback;
-  try {
-    size_t used = 0;
-    int port = std::stoi(value, &used);
-    if (used == value.size() && port > 0 && port < 65536) return port;
-  } catch (const std::exception&) {
-  }
-  throw std::runtime_error(fmt::format("{} must be a port number, not '{}'", name, value));
-}
+using examples::env_or;
+using examples::env_port;
 
 // The webhook server, listening on its own thread until destroyed.
 class WebhookServer {
