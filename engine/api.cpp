@@ -106,6 +106,11 @@ RunFilter bulk_filter(const nlohmann::json& body) {
     f.function_id = it->get<std::string>();
     any = true;
   }
+  if (auto it = body.find("event"); it != body.end() && !it->is_null()) {
+    if (!it->is_string()) throw RequestError(400, "\"event\" must be a string");
+    f.event_id = it->get<std::string>();
+    any = true;
+  }
   if (auto it = body.find("status"); it != body.end() && !it->is_null()) {
     if (it->is_string()) {
       f.statuses = parse_statuses(it->get<std::string>());
@@ -127,7 +132,7 @@ RunFilter bulk_filter(const nlohmann::json& body) {
     }
   }
   if (!any) {
-    throw RequestError(400, "give at least one of \"function\", \"status\", \"started_after\", \"started_before\": "
+    throw RequestError(400, "give at least one of \"function\", \"event\", \"status\", \"started_after\", \"started_before\": "
                             "a bulk action never applies to every run");
   }
   return f;
@@ -136,10 +141,15 @@ RunFilter bulk_filter(const nlohmann::json& body) {
 struct BulkPage {
   int limit = kMaxPageSize;
   std::string cursor;
+  bool dry_run = false;  // only count the matching runs
 };
 
 BulkPage bulk_page(const nlohmann::json& body) {
   BulkPage page;
+  if (auto it = body.find("dry_run"); it != body.end() && !it->is_null()) {
+    if (!it->is_boolean()) throw RequestError(400, "\"dry_run\" must be true or false");
+    page.dry_run = it->get<bool>();
+  }
   if (auto it = body.find("limit"); it != body.end() && !it->is_null()) {
     if (!it->is_number_integer()) throw RequestError(400, "\"limit\" must be an integer");
     page.limit = page_size(it->get<int64_t>());
@@ -161,6 +171,47 @@ nlohmann::json bulk_json(const BulkResult& r) {
                    {"next_cursor", cursor_json(r.next_cursor)}};
   if (r.total) j["total"] = *r.total;
   return j;
+}
+
+// Stores the events of the body (one or an array, as Inngest's event API takes them); answers
+// their ids in order.
+HttpResponse send_events(ApiServices& api, const HttpRequest& req) {
+  auto ids = api.ingestor.ingest(parse_events(req.body, api.limits), req.header("x-inngest-event-id-seed"));
+  return json_response({{"ids", ids}, {"status", 200}});
+}
+
+// A bulk action's dry run: how many runs it would act on now, for a confirmation.
+HttpResponse dry_run_json(ApiServices& api, const RunFilter& filter) {
+  return json_response({{"dry_run", true}, {"total", api.store.count_runs(filter)}});
+}
+
+// A function's runs over the last day, by status: totals for the last hour and day, and a
+// chart of kChartBuckets buckets ending now.
+constexpr int kChartBuckets = 96;
+constexpr std::chrono::milliseconds kChartBucket = std::chrono::minutes(15);
+
+nlohmann::json function_stats_json(ApiServices& api, const std::string& function_id) {
+  TimePoint now = api.clock.now();
+  // The last bucket ends just after now, so that it holds the runs created at `now`.
+  TimePoint from = now + std::chrono::milliseconds(1) - kChartBucket * kChartBuckets;
+  int64_t hour_start = kChartBuckets - std::chrono::hours(1) / kChartBucket;
+  std::vector<RunCount> counts =
+      api.store.count_runs_by_time(RunFilter{.function_id = function_id}, from, kChartBucket, kChartBuckets);
+  nlohmann::json last_hour = nlohmann::json::object(), last_day = nlohmann::json::object(), series = nlohmann::json::object();
+  for (RunStatus s : kAllRunStatuses) {
+    std::string name(to_string(s));
+    last_hour[name] = 0;
+    last_day[name] = 0;
+    series[name] = std::vector<int64_t>(kChartBuckets, 0);
+  }
+  for (const RunCount& c : counts) {
+    std::string name(to_string(c.status));
+    series[name][static_cast<size_t>(c.bucket)] = c.count;
+    last_day[name] = last_day[name].get<int64_t>() + c.count;
+    if (c.bucket >= hour_start) last_hour[name] = last_hour[name].get<int64_t>() + c.count;
+  }
+  return {{"function_id", function_id}, {"now", to_millis(now)}, {"last_hour", last_hour}, {"last_day", last_day},
+          {"chart", {{"from", to_millis(from)}, {"bucket_ms", kChartBucket.count()}, {"series", series}}}};
 }
 
 StoredEvent must_find_event(ApiServices& api, const std::string& id) {
@@ -189,10 +240,7 @@ std::vector<Route> api_routes(ApiServices* api, bool metrics_require_api_key) {
     return HttpResponse{200, api->metrics(), "text/plain; version=0.0.4; charset=utf-8"};
   });
 
-  add("POST", "/e/{key}", Access::event_key, [api](const HttpRequest& req) {
-    auto ids = api->ingestor.ingest(parse_events(req.body, api->limits), req.header("x-inngest-event-id-seed"));
-    return json_response({{"ids", ids}, {"status", 200}});
-  });
+  add("POST", "/e/{key}", Access::event_key, [api](const HttpRequest& req) { return send_events(*api, req); });
   add("POST", "/e/", Access::open, [](const HttpRequest&) -> HttpResponse {
     throw RequestError(401, "missing event key: POST /e/{event_key}");
   });
@@ -201,6 +249,14 @@ std::vector<Route> api_routes(ApiServices* api, bool metrics_require_api_key) {
     nlohmann::json out = nlohmann::json::array();
     for (const FunctionRecord& f : api->store.list_functions()) out.push_back(function_json(f));
     return json_response({{"functions", out}});
+  });
+
+  add("GET", "/v1/functions/{id}/stats", Access::api_key, [api](const HttpRequest& req) {
+    const std::string& id = req.path_params[0];
+    auto functions = api->store.list_functions();
+    bool known = std::any_of(functions.begin(), functions.end(), [&](const FunctionRecord& f) { return f.id == id; });
+    if (!known) throw RequestError(404, fmt::format("no function with id '{}'", id));
+    return json_response(function_stats_json(*api, id));
   });
 
   add("POST", "/v1/functions/{id}/unregister", Access::api_key, [api](const HttpRequest& req) {
@@ -243,6 +299,9 @@ std::vector<Route> api_routes(ApiServices* api, bool metrics_require_api_key) {
     for (const StoredEvent& e : events) out.push_back(event_json(e));
     return json_response({{"events", out}, {"next_cursor", cursor_json(next)}});
   });
+  // Sending with the API key rather than an event key: operators and the dashboard's test
+  // event form. The body and the answer are those of POST /e/{key}.
+  add("POST", "/v1/events", Access::api_key, [api](const HttpRequest& req) { return send_events(*api, req); });
   add("GET", "/v1/events/{id}", Access::api_key, [api](const HttpRequest& req) {
     return json_response(event_json(must_find_event(*api, req.path_params[0])));
   });
@@ -294,12 +353,14 @@ std::vector<Route> api_routes(ApiServices* api, bool metrics_require_api_key) {
     nlohmann::json body = parse_body(req);
     RunFilter filter = bulk_filter(body);
     BulkPage page = bulk_page(body);
+    if (page.dry_run) return dry_run_json(*api, filter);
     return json_response(bulk_json(api->control.cancel_matching(filter, page.limit, page.cursor)));
   });
   add("POST", "/v1/replays", Access::api_key, [api](const HttpRequest& req) {
     nlohmann::json body = parse_body(req);
     RunFilter filter = bulk_filter(body);
     BulkPage page = bulk_page(body);
+    if (page.dry_run) return dry_run_json(*api, filter);
     BulkResult result = api->control.replay_matching(filter, page.limit, page.cursor);
     nlohmann::json j = bulk_json(result);
     j["replayed"] = nlohmann::json::array();

@@ -14,6 +14,15 @@ nlohmann::json parse_payload(const JournalEntry& e) {
   return nlohmann::json::parse(e.payload, nullptr, /*allow_exceptions=*/false);
 }
 
+// One attempt of a run step, for a timeline: when its body started and when its result was
+// recorded. (Entries written before started_at was recorded have none.)
+nlohmann::json span_json(const JournalEntry& e, int attempt, const char* outcome) {
+  return {{"attempt", attempt},
+          {"started_at", millis_or_null(e.started_at)},
+          {"ended_at", to_millis(e.recorded_at)},
+          {"outcome", outcome}};
+}
+
 }  // namespace
 
 nlohmann::json run_json(const Run& run) {
@@ -84,7 +93,8 @@ nlohmann::json steps_json(const std::vector<JournalEntry>& journal, TimePoint no
       it->second = {{"key", e.step_key}, {"kind", kind},         {"status", nullptr},
                     {"attempts", 0},     {"started_at", nullptr}, {"ended_at", nullptr},
                     {"output", nullptr}, {"error", nullptr},      {"retry_at", nullptr},
-                    {"until", nullptr},  {"attempt_errors", nlohmann::json::array()}};
+                    {"until", nullptr},  {"attempt_errors", nlohmann::json::array()},
+                    {"spans", nlohmann::json::array()}};
     }
     nlohmann::json& s = it->second;
     if (s["started_at"].is_null() && e.started_at) s["started_at"] = to_millis(*e.started_at);
@@ -100,6 +110,7 @@ nlohmann::json steps_json(const std::vector<JournalEntry>& journal, TimePoint no
         s["retry_at"] = nullptr;
         s["attempts"] = s["attempts"].get<int>() + 1;
         s["ended_at"] = to_millis(e.recorded_at);
+        s["spans"].push_back(span_json(e, s["attempts"].get<int>() - 1, "completed"));
         break;
       }
       case JournalKind::step_failed: {
@@ -109,6 +120,7 @@ nlohmann::json steps_json(const std::vector<JournalEntry>& journal, TimePoint no
         s["attempts"] = s["attempts"].get<int>() + 1;
         s["attempt_errors"].push_back({{"attempt", e.attempt.value_or(0)}, {"error", error}, {"at", to_millis(e.recorded_at)}});
         s["error"] = error;
+        s["spans"].push_back(span_json(e, e.attempt.value_or(s["attempts"].get<int>() - 1), "failed"));
         if (payload.is_object() && payload.value("final", false)) {
           s["status"] = "failed";
           s["retry_at"] = nullptr;

@@ -70,6 +70,8 @@ class SqliteStore final : public Store {
 
   std::vector<Run> list_runs(const RunFilter& filter, int limit, std::string_view before_id) override;
   int64_t count_runs(const RunFilter& filter) override;
+  std::vector<RunCount> count_runs_by_time(const RunFilter& filter, TimePoint from, std::chrono::milliseconds width,
+                                           int buckets) override;
   std::vector<std::string> replays_of(std::string_view run_id) override;
   std::vector<StoredEvent> list_events(const EventFilter& filter, int limit, std::string_view before_id) override;
   std::vector<Change> cancel_runs(const std::vector<std::string>& run_ids, TimePoint now) override;

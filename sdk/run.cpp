@@ -18,8 +18,7 @@ std::string_view to_string(RunStatus status) {
 }
 
 RunStatus parse_run_status(std::string_view text) {
-  for (auto s : {RunStatus::queued, RunStatus::running, RunStatus::sleeping, RunStatus::waiting, RunStatus::completed,
-                 RunStatus::failed, RunStatus::cancelled}) {
+  for (RunStatus s : kAllRunStatuses) {
     if (to_string(s) == text) return s;
   }
   throw Error("unknown run status '" + std::string(text) + "'");

@@ -303,7 +303,9 @@ TEST_SUITE("api") {
     REQUIRE(run["steps"].size() == 2);
     CHECK(run["steps"][0] == json{{"key", "a"}, {"kind", "run"}, {"status", "completed"}, {"attempts", 1},
                                   {"started_at", s.ms()}, {"ended_at", s.ms()}, {"output", 4}, {"error", nullptr},
-                                  {"retry_at", nullptr}, {"until", nullptr}, {"attempt_errors", json::array()}});
+                                  {"retry_at", nullptr}, {"until", nullptr}, {"attempt_errors", json::array()},
+                                  {"spans", json{{{"attempt", 0}, {"started_at", s.ms()}, {"ended_at", s.ms()},
+                                                  {"outcome", "completed"}}}}});
     CHECK(run["steps"][1]["key"] == "b");
     CHECK(run["steps"][1]["output"] == 5);
   }
@@ -369,6 +371,44 @@ TEST_SUITE("api") {
     CHECK(boom["retry_at"].is_null());
     CHECK(boom["ended_at"] == s.ms(1s));
     CHECK(boom["attempt_errors"].size() == 2);
+    // Each attempt as a span of time, for the dashboard's timeline.
+    CHECK(boom["spans"] == json{{{"attempt", 0}, {"started_at", s.ms()}, {"ended_at", s.ms()}, {"outcome", "failed"}},
+                                {{"attempt", 1}, {"started_at", s.ms(1s)}, {"ended_at", s.ms(1s)}, {"outcome", "failed"}}});
+  }
+
+  TEST_CASE("GET /v1/functions/{id}/stats counts runs by status over the last hour and day, with a chart in 15 min buckets") {
+    Server s;
+    // One run 30 h ago (outside the day), two 5 h ago (one fails), three in the last hour.
+    s.send("test/steps");
+    advance(s.engine, *s.clock, 25h);
+    s.send("test/steps");
+    s.send("test/flaky");
+    advance(s.engine, *s.clock, 4h + 30min);
+    for (int i = 0; i < 3; ++i) s.send("test/steps");
+    advance(s.engine, *s.clock, 30min);
+    REQUIRE(s.engine.drain());
+
+    json stats = s.get("/v1/functions/steps/stats");
+    CHECK(stats["function_id"] == "steps");
+    CHECK(stats["now"] == s.ms(30h));
+    CHECK(stats["last_hour"]["completed"] == 3);
+    CHECK(stats["last_day"]["completed"] == 4);
+    CHECK(stats["last_day"]["failed"] == 0);
+    json chart = stats["chart"];
+    CHECK(chart["bucket_ms"] == 15 * 60 * 1000);
+    CHECK(chart["from"] == s.ms(6h) + 1);  // 96 buckets; the last ends just after now
+    REQUIRE(chart["series"]["completed"].size() == 96);
+    CHECK(chart["series"]["completed"][75] == 1);  // 5 h ago: (25 h - (6 h + 1 ms)) / 15 min = 75
+    CHECK(chart["series"]["completed"][93] == 3);  // 30 min ago
+    int64_t sum = 0;
+    for (const auto& n : chart["series"]["completed"]) sum += n.get<int64_t>();
+    CHECK(sum == 4);
+    CHECK(chart["series"]["queued"] == json(std::vector<int>(96, 0)));
+
+    json flaky = s.get("/v1/functions/flaky/stats");
+    CHECK(flaky["last_day"]["failed"] == 1);
+    CHECK(flaky["last_hour"]["failed"] == 0);
+    CHECK(s.get("/v1/functions/nope/stats", 404)["error"] == "no function with id 'nope'");
   }
 
   TEST_CASE("every route but /health and /metrics refuses a request without valid credentials") {

@@ -236,7 +236,7 @@ TEST_SUITE("run_control") {
     CHECK(s.status(id) == "cancelled");
   }
 
-  TEST_CASE("bulk cancel by function, status and start time, page by page") {
+  TEST_CASE("bulk cancel by function, status, event and start time, page by page, after a dry run that counts") {
     Counts counts;
     Server s([&](Engine& e) {
       define_nap(e, "nap", "test/nap", counts);
@@ -256,6 +256,13 @@ TEST_SUITE("run_control") {
 
     json filter{{"function", "nap"}, {"status", "sleeping"}, {"started_after", s.ms(1min)},
                 {"started_before", s.ms(2min)}, {"limit", 2}};
+    // A dry run only counts, as a confirmation prompt needs.
+    json dry = filter;
+    dry["dry_run"] = true;
+    CHECK(s.post("/v1/cancellations", dry) == json{{"dry_run", true}, {"total", 3}});
+    CHECK(s.post("/v1/replays", dry) == json{{"dry_run", true}, {"total", 3}});
+    for (const auto& id : targets) CHECK(s.status(id) == "sleeping");
+    CHECK(s.post("/v1/cancellations", json{{"event", "no-such-event"}, {"dry_run", true}})["total"] == 0);
     json first = s.post("/v1/cancellations", filter);
     CHECK(first["total"] == 3);
     CHECK(first["count"] == 2);
@@ -270,11 +277,15 @@ TEST_SUITE("run_control") {
 
     for (const auto& id : targets) CHECK(s.status(id) == "cancelled");
     for (const auto& id : {early, other, late}) CHECK(s.status(id) == "sleeping");
+    // By event: the run that one event started.
+    json by_event = s.post("/v1/cancellations", json{{"event", s.get("/v1/runs/" + late)["event_id"]}});
+    CHECK(by_event["run_ids"] == json{late});
+    CHECK(s.status(late) == "cancelled");
     CHECK(s.status(early_done) == "completed");
     CHECK(s.status(done) == "completed");
     counts.b = 0;
     advance(s.engine, *s.clock, 2h);
-    CHECK(counts.b == 3);  // early, other and late woke up; the cancelled did not
+    CHECK(counts.b == 2);  // early and other woke up; the cancelled did not
   }
 
   TEST_CASE("resume: a failed run goes on where it failed, keeping its memoized steps, with fresh attempts") {

@@ -1,5 +1,6 @@
 // The store contract, written once against the Store interfaces and run on every store:
 // SQLite in memory and SQLite on a file (and PostgreSQL, when it exists, by adding a type).
+#include <map>
 #include <set>
 #include <thread>
 
@@ -533,6 +534,42 @@ TEST_SUITE("store") {
     CHECK(trim_page(page, 3).empty());
     CHECK(ids_of(page) == V{run[0]});
     CHECK(store->count_runs({}) == 7);
+  }
+
+  TEST_CASE_TEMPLATE("count_runs_by_time counts a filter's runs by status in time buckets", S, SqliteMemory, SqliteFile) {
+    TempDir dir;
+    auto store = S::open(dir);
+    // Runs of "fn" created at kT0 + 0, 9, 10, 25 and 30 s (the one at 9 s failed), and one of
+    // "other" at 10 s.
+    std::vector<std::string> fn_runs;
+    for (int s : {0, 9, 10, 25, 30}) {
+      TimePoint at = kT0 + std::chrono::seconds(s);
+      fn_runs.push_back(id_at(at));
+      ingest_one(*store, id_at(at), fn_runs.back(), at, /*leased=*/s == 9, "fn");
+    }
+    finish(*store, fn_runs[1], 1, RunStatus::failed, kT0 + 20s);
+    ingest_one(*store, id_at(kT0 + 10s + 1ms), id_at(kT0 + 10s + 1ms), kT0 + 10s + 1ms, false, "other");
+
+    auto counts = [&](const RunFilter& f, TimePoint from, int buckets) {
+      std::map<std::pair<int64_t, std::string>, int64_t> out;
+      for (const RunCount& c : store->count_runs_by_time(f, from, 10s, buckets)) {
+        CHECK(c.count > 0);
+        out[{c.bucket, std::string(to_string(c.status))}] = c.count;
+      }
+      return out;
+    };
+    using M = std::map<std::pair<int64_t, std::string>, int64_t>;
+    // Buckets of 10 s from kT0: [0, 10) holds 0 s and 9 s, [10, 20) 10 s, [20, 30) 25 s; 30 s is past the range.
+    CHECK(counts({.function_id = "fn"}, kT0, 3) == M{{{0, "queued"}, 1}, {{0, "failed"}, 1}, {{1, "queued"}, 1}, {{2, "queued"}, 1}});
+    CHECK(counts({}, kT0, 3) == M{{{0, "queued"}, 1}, {{0, "failed"}, 1}, {{1, "queued"}, 2}, {{2, "queued"}, 1}});
+    CHECK(counts({.statuses = {RunStatus::failed}}, kT0, 3) == M{{{0, "failed"}, 1}});
+    // A range starting between runs: [5 s, 15 s) holds 9 s and 10 s, [15 s, 25 s) none, [25 s, 35 s) 25 s and 30 s.
+    CHECK(counts({.function_id = "fn"}, kT0 + 5s, 3) == M{{{0, "failed"}, 1}, {{0, "queued"}, 1}, {{2, "queued"}, 2}});
+    // The filter's own time bounds narrow the range.
+    CHECK(counts({.function_id = "fn", .created_after = kT0 + 10s}, kT0, 3) == M{{{1, "queued"}, 1}, {{2, "queued"}, 1}});
+    CHECK(counts({.function_id = "fn", .created_before = kT0 + 10s}, kT0, 3) == M{{{0, "queued"}, 1}, {{0, "failed"}, 1}});
+    CHECK(counts({.function_id = "nope"}, kT0, 3).empty());
+    CHECK(counts({}, kT0 + 1h, 3).empty());
   }
 
   TEST_CASE_TEMPLATE("list_events lists newest first, by name and time range, in keyset pages", S, SqliteMemory, SqliteFile) {

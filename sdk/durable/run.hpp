@@ -23,6 +23,10 @@ enum class RunStatus {
   cancelled,  // stopped by a user
 };
 
+inline constexpr RunStatus kAllRunStatuses[] = {RunStatus::queued,    RunStatus::running, RunStatus::sleeping,
+                                               RunStatus::waiting,   RunStatus::completed, RunStatus::failed,
+                                               RunStatus::cancelled};
+
 std::string_view to_string(RunStatus status);
 // Throws durable::Error for an unknown word.
 RunStatus parse_run_status(std::string_view text);
