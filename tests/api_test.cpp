@@ -179,7 +179,14 @@ TEST_SUITE("api") {
     std::string e3 = s.engine.send(Event{.id = "order-7", .name = "audit/x", .data = {{"i", 3}},
                                          .user = {{"email", "a@b.c"}}, .ts = from_millis(1700000000000), .v = "2024-01"});
 
-    json all = s.get("/v1/events");
+    // POST /v1/events sends with the API key, as POST /e/{key} does with an event key.
+    s.clock->advance(1s);
+    json sent = s.post("/v1/events", R"([{"name":"audit/z","data":{"i":4}}])");
+    REQUIRE(sent["ids"].size() == 1);
+    std::string e4 = sent["ids"][0];
+    CHECK(s.get("/v1/events/" + e4)["data"] == json{{"i", 4}});
+
+    json all = s.get("/v1/events?received_before=" + std::to_string(s.ms(4s)));
     CHECK(ids_of(all["events"]) == std::vector<std::string>{e3, e2, e1, e0});
     CHECK(all["next_cursor"].is_null());
     CHECK(ids_of(s.get("/v1/events?name=audit/x")["events"]) == std::vector<std::string>{e3, e2, e0});
@@ -527,6 +534,12 @@ TEST_SUITE("api") {
         {"POST", "/v1/cancellations", R"({"status":[]})", 400, "at least one of"},
         {"POST", "/v1/cancellations", R"({"status":"bogus"})", 400, "unknown status 'bogus'"},
         {"POST", "/v1/cancellations", R"({"function":3})", 400, "\"function\" must be a string"},
+        {"POST", "/v1/cancellations", R"({"event":[]})", 400, "\"event\" must be a string"},
+        {"POST", "/v1/cancellations", R"({"function":"sleeper","dry_run":"yes"})", 400, "\"dry_run\" must be true or false"},
+        {"POST", "/v1/replays", R"({"dry_run":true})", 400, "at least one of"},
+        {"POST", "/v1/events", R"({"data":{}})", 400, "name"},
+        {"POST", "/v1/events", R"({"name":"durable/function.finished"})", 400, "durable/"},
+        {"GET", "/v1/functions/nope/stats", "", 404, "no function with id 'nope'"},
         {"POST", "/v1/cancellations", R"({"function":"sleeper","limit":0})", 400, "\"limit\""},
         {"POST", "/v1/cancellations", R"({"function":"sleeper","cursor":7})", 400, "\"cursor\""},
         {"POST", "/v1/cancellations", R"({"started_after":"today"})", 400, "ms since the Unix epoch"},
