@@ -15,6 +15,7 @@ packages=(
   libhowardhinnant-date-dev  # time zones and DST of cron triggers (Howard Hinnant's date/tz, system tz database)
   tzdata                  # the system tz database (/usr/share/zoneinfo) that date/tz reads
   prometheus              # promtool: tests/metrics_test.cpp checks GET /metrics with it
+  chromium                # the dashboard's browser tests (tests/dashboard_e2e_test.cpp), driven by playwright-core
 )
 
 missing=()

@@ -7,19 +7,8 @@
 // Needs `node` on the PATH and `npm ci` done in tests/inngest_compat (scripts/install-deps.sh
 // and scripts/test.sh see to both). Without them the tests fail, saying so: skipping would
 // let CI pass without ever checking the compatibility.
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <chrono>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
-#include <thread>
 
 #include <doctest/doctest.h>
 
@@ -36,18 +25,6 @@ namespace {
 const std::filesystem::path kCompatDir = std::filesystem::path(DURABLE_SOURCE_DIR) / "tests" / "inngest_compat";
 constexpr const char* kEventKey = "compat-key";
 
-// `program` as the shell would find it on the PATH, or "" when it is not there.
-std::string find_on_path(const std::string& program) {
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path ? path : "");
-  std::string dir;
-  while (std::getline(dirs, dir, ':')) {
-    auto candidate = std::filesystem::path(dir.empty() ? "." : dir) / program;
-    if (access(candidate.c_str(), X_OK) == 0) return candidate.string();
-  }
-  return "";
-}
-
 // node and the installed inngest package, or a failed test that says how to get them.
 std::string require_node_and_sdk() {
   std::string node = find_on_path("node");
@@ -59,54 +36,12 @@ std::string require_node_and_sdk() {
   return node;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 // Runs `node send.mjs <args>` with only `env` (and PATH) in its environment, so that nothing
 // from the test's own environment (NODE_ENV, INNGEST_*, ...) changes what the SDK does. Fails
 // the test unless it exits 0 within 60 s; returns what it printed on stdout, as JSON.
 nlohmann::json run_send_mjs(const TempDir& dir, const std::string& node, const std::vector<std::string>& args,
                             std::vector<std::string> env) {
-  std::vector<std::string> argv_text = {node, (kCompatDir / "send.mjs").string()};
-  argv_text.insert(argv_text.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_text) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  if (const char* path = std::getenv("PATH")) env.push_back(std::string("PATH=") + path);
-  std::vector<char*> envp;
-  for (auto& e : env) envp.push_back(e.data());
-  envp.push_back(nullptr);
-
-  std::string out = dir.file("node.out"), err = dir.file("node.err");
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, node.c_str(), &actions, nullptr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  REQUIRE_MESSAGE(rc == 0, "cannot start " << node << ": " << std::strerror(rc));
-
-  // Polled rather than a blocking waitpid, so that a hung SDK fails the test instead of
-  // stalling the suite.
-  int status = 0;
-  auto deadline = std::chrono::steady_clock::now() + 60s;
-  while (waitpid(pid, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      FAIL("node send.mjs did not finish within 60 s; stderr:\n" << read_file(err));
-    }
-    std::this_thread::sleep_for(20ms);
-  }
-  std::string printed = read_file(out);
-  REQUIRE_MESSAGE((WIFEXITED(status) && WEXITSTATUS(status) == 0),
-                  "node send.mjs failed (status " << status << "); stdout:\n" << printed << "\nstderr:\n" << read_file(err));
-  auto parsed = nlohmann::json::parse(printed, nullptr, false);
-  REQUIRE_MESSAGE(!parsed.is_discarded(), "node send.mjs printed no JSON:\n" << printed);
-  return parsed;
+  return run_node_script(node, (kCompatDir / "send.mjs").string(), args, std::move(env), dir, 60s);
 }
 
 // An engine on a manual clock whose function "compat" echoes the data of `event_name`

@@ -9,8 +9,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include <doctest/doctest.h>
@@ -119,6 +122,78 @@ int ChildProcess::stop(int signal) {
   waitpid(pid_, &status, 0);
   pid_ = -1;
   return status;
+}
+
+std::string find_on_path(const std::string& program) {
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path ? path : "");
+  std::string dir;
+  while (std::getline(dirs, dir, ':')) {
+    auto candidate = std::filesystem::path(dir.empty() ? "." : dir) / program;
+    if (access(candidate.c_str(), X_OK) == 0) return candidate.string();
+  }
+  return "";
+}
+
+namespace {
+
+std::string file_text(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+}  // namespace
+
+nlohmann::json run_node_script(const std::string& node, const std::string& script, const std::vector<std::string>& args,
+                               std::vector<std::string> env, const TempDir& dir, std::chrono::seconds timeout) {
+  std::string name = std::filesystem::path(script).filename().string();
+  std::vector<std::string> argv_text = {node, script};
+  argv_text.insert(argv_text.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_text) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  if (const char* path = std::getenv("PATH")) env.push_back(std::string("PATH=") + path);
+  std::vector<char*> envp;
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  std::string out = dir.file(name + ".out"), err = dir.file(name + ".err");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, node.c_str(), &actions, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  REQUIRE_MESSAGE(rc == 0, "cannot start " << node << ": " << std::strerror(rc));
+
+  // Polled rather than a blocking waitpid, so that a hung script fails the test instead of
+  // stalling the suite.
+  int status = 0;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      // SIGTERM first: a script may have children of its own to end (Playwright closes its
+      // browser on SIGTERM; a SIGKILLed node would leave chromium behind). SIGKILL if it
+      // is still there 5 s later.
+      kill(pid, SIGTERM);
+      bool ended = wait_until([&] { return waitpid(pid, &status, WNOHANG) != 0; }, std::chrono::seconds(5));
+      if (!ended) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+      }
+      FAIL("node " << name << " did not finish within " << timeout.count() << " s; stdout:\n"
+                   << file_text(out) << "\nstderr:\n" << file_text(err));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::string printed = file_text(out);
+  REQUIRE_MESSAGE((WIFEXITED(status) && WEXITSTATUS(status) == 0),
+                  "node " << name << " failed (status " << status << "); stdout:\n"
+                          << printed << "\nstderr:\n" << file_text(err));
+  auto parsed = nlohmann::json::parse(printed, nullptr, false);
+  REQUIRE_MESSAGE(!parsed.is_discarded(), "node " << name << " printed no JSON:\n" << printed << "\nstderr:\n" << file_text(err));
+  return parsed;
 }
 
 bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {

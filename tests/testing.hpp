@@ -1,5 +1,5 @@
-// Helpers shared by the tests: temporary directories, engines on a manual clock, and reading
-// a run's journal back.
+// Helpers shared by the tests: temporary directories, engines on a manual clock, reading a
+// run's journal back, and child processes (servers, node scripts).
 #pragma once
 
 #include <sys/types.h>
@@ -69,6 +69,17 @@ class ChildProcess {
  private:
   pid_t pid_ = -1;
 };
+
+// `program` as the shell would find it on the PATH, or "" when it is not there.
+std::string find_on_path(const std::string& program);
+
+// Runs `node <script> <args>` with only `env` (NAME=value entries) and this process's PATH in
+// its environment, so that nothing else from the test's environment (NODE_ENV, ...) changes
+// what the script does. Its stdout and stderr go to files in `dir`. Fails the test, showing
+// both, unless it exits 0 within `timeout`; returns what it printed on stdout, parsed as JSON.
+// `node` is its path (find_on_path("node")).
+nlohmann::json run_node_script(const std::string& node, const std::string& script, const std::vector<std::string>& args,
+                               std::vector<std::string> env, const TempDir& dir, std::chrono::seconds timeout);
 
 // Polls `condition` every 10 ms of real time until it holds or `timeout` passes (for waiting
 // on another process, never on time itself). Returns its last value.

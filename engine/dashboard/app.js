@@ -48,24 +48,31 @@ function svg(tag, attrs = {}, ...children) {
 const time = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 23) : "");
 const shortTime = (ms) => time(ms).slice(0, 19);
 
+// A length of time, to the unit that matters: "12 ms", "1.234 s", "15 s", "2 h 5 min", "3 d".
 function span(ms) {
   if (ms == null) return "";
   if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 60e3) return `${(ms / 1000).toFixed(ms < 10e3 ? 3 : 1)} s`;
+  if (ms < 60e3) return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(ms < 10e3 ? 3 : 1)} s`;
   const units = [["d", 86400e3], ["h", 3600e3], ["min", 60e3], ["s", 1e3]];
+  const first = units.findIndex(([, size]) => ms >= size);
   const parts = [];
   let rest = ms;
-  for (const [name, size] of units) {
+  for (const [name, size] of units.slice(first, first + 2)) {
     const n = Math.floor(rest / size);
-    if (n > 0 || parts.length) parts.push(`${n} ${name}`);
+    if (n > 0) parts.push(`${n} ${name}`);
     rest -= n * size;
-    if (parts.length === 2) break;
   }
   return parts.join(" ");
 }
 const duration = (a, b) => (a && b ? span(b - a) : "");
 
 const json = (v, attrs = {}) => el("pre", attrs, JSON.stringify(v, null, 2));
+// JSON on one line when it is short; else its start, which opens to the whole, formatted.
+function compactJson(v) {
+  const line = JSON.stringify(v);
+  if (line.length <= 100) return el("code", {}, line);
+  return el("details", {}, el("summary", { class: "mono" }, `${line.slice(0, 100)}…`), json(v));
+}
 const status = (s) => el("span", { class: `status status-${s}` }, s ?? "");
 const runLink = (id) => el("a", { href: `#/runs/${encodeURIComponent(id)}` }, id);
 
@@ -110,7 +117,7 @@ const dialogOpen = () => document.querySelector("dialog[open]") !== null;
 // ---- runs ---------------------------------------------------------------------------------
 
 // The API filter of the runs view's parameters (#/runs?status=&function=&q=&from=&to=&cursor=).
-// `q` is a run id or an event id: a run id shows that run, anything else is taken as an event.
+// `q` is a run id or an event id: an event's runs if it is one, else the run with that id.
 async function runsFilter(params) {
   const filter = {};
   if (params.get("status")) filter.status = params.get("status");
@@ -124,9 +131,14 @@ async function runsFilter(params) {
   }
   const q = params.get("q")?.trim();
   if (q) {
-    const run = await fetch(`/v1/runs/${encodeURIComponent(q)}`, { credentials: "same-origin" });
-    if (run.ok) return { run: await run.json() };
-    filter.event = q;
+    const ofEvent = await api(`/v1/runs?${new URLSearchParams({ event: q, limit: "1" })}`);
+    if (ofEvent.runs.length) {
+      filter.event = q;
+    } else {
+      const run = await fetch(`/v1/runs/${encodeURIComponent(q)}`, { credentials: "same-origin" });
+      if (!run.ok) throw new Error(`No run or event has the id ${q}.`);
+      return { run: await run.json() };
+    }
   }
   return filter;
 }
@@ -269,8 +281,9 @@ function timeline(run, now) {
   const t1 = Math.max(run.ended_at ?? now, ...run.steps.map((s) => s.ended_at ?? s.until ?? 0).filter((t) => t <= (run.ended_at ?? now)), t0 + 1);
   const total = t1 - t0;
   const pct = (t) => `${(Math.min(Math.max(t - t0, 0), total) / total) * 100}%`;
+  // At least 2 px wide, and inside the track even when it ends at the run's end.
   const bar = (from, to, cls, title) => el("div", { class: `bar ${cls}`, title,
-    style: `left:${pct(from)};width:max(2px, calc(${pct(to)} - ${pct(from)}))` });
+    style: `left:min(${pct(from)}, calc(100% - 2px));width:max(2px, calc(${pct(to)} - ${pct(from)}))` });
   const row = (label, bars, cls = "") => el("div", { class: `tl-row ${cls}` }, el("div", { class: "tl-label", title: label }, label),
                                            el("div", { class: "tl-track" }, bars));
 
@@ -284,7 +297,8 @@ function timeline(run, now) {
       let previousEnd = null;
       for (const a of s.spans ?? []) {
         const from = a.started_at ?? a.ended_at;
-        if (previousEnd != null && from > previousEnd) bars.push(bar(previousEnd, from, "backoff", `backoff ${duration(previousEnd, from)}`));
+        // Between attempts: the retry's backoff, or the time until an operator resumed the run.
+        if (previousEnd != null && from > previousEnd) bars.push(bar(previousEnd, from, "backoff", `${duration(previousEnd, from)} until the next attempt`));
         bars.push(bar(from, a.ended_at, a.outcome, `attempt ${a.attempt + 1} ${a.outcome} after ${duration(from, a.ended_at) || "0 ms"}`));
         previousEnd = a.ended_at;
       }
@@ -474,7 +488,7 @@ async function eventsView(params, gen, started) {
   const rows = data.events.map((e, i) => el("tr", { "data-event-id": e.id, class: justSent?.includes(e.id) ? "fresh" : "" },
     el("td", { class: "mono" }, e.id), el("td", {}, el("a", { href: `#/events?name=${encodeURIComponent(e.name)}` }, e.name)),
     el("td", {}, shortTime(e.received_at), e.duplicate ? el("div", { class: "muted" }, "duplicate") : ""),
-    el("td", {}, json(e.data)),
+    el("td", {}, compactJson(e.data)),
     el("td", {}, runs[i].runs.length ? runs[i].runs.map((r) => el("div", {}, runLink(r.id), " ", status(r.status), el("span", { class: "muted" }, ` ${r.function_id}`)))
                                      : el("span", { class: "muted" }, "none"))));
   const pager = el("p", { class: "pager" },
