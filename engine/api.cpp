@@ -214,6 +214,13 @@ nlohmann::json function_stats_json(ApiServices& api, const std::string& function
           {"chart", {{"from", to_millis(from)}, {"bucket_ms", kChartBucket.count()}, {"series", series}}}};
 }
 
+// Throws 404 unless some process recorded the function.
+void must_be_recorded(ApiServices& api, const std::string& function_id) {
+  auto functions = api.store.list_functions();
+  bool known = std::any_of(functions.begin(), functions.end(), [&](const FunctionRecord& f) { return f.id == function_id; });
+  if (!known) throw RequestError(404, fmt::format("no function with id '{}'", function_id));
+}
+
 StoredEvent must_find_event(ApiServices& api, const std::string& id) {
   auto event = api.store.find_event(id);
   if (!event) throw RequestError(404, fmt::format("no event with id '{}'", id));
@@ -253,9 +260,7 @@ std::vector<Route> api_routes(ApiServices* api, bool metrics_require_api_key) {
 
   add("GET", "/v1/functions/{id}/stats", Access::api_key, [api](const HttpRequest& req) {
     const std::string& id = req.path_params[0];
-    auto functions = api->store.list_functions();
-    bool known = std::any_of(functions.begin(), functions.end(), [&](const FunctionRecord& f) { return f.id == id; });
-    if (!known) throw RequestError(404, fmt::format("no function with id '{}'", id));
+    must_be_recorded(*api, id);
     return json_response(function_stats_json(*api, id));
   });
 
@@ -275,9 +280,7 @@ std::vector<Route> api_routes(ApiServices* api, bool metrics_require_api_key) {
     }
     std::optional<VerifyReport> report = api->verify(id, static_cast<int>(limit));
     if (!report) {
-      auto functions = api->store.list_functions();
-      bool known = std::any_of(functions.begin(), functions.end(), [&](const FunctionRecord& f) { return f.id == id; });
-      if (!known) throw RequestError(404, fmt::format("no function with id '{}'", id));
+      must_be_recorded(*api, id);
       throw RequestError(409, fmt::format("function '{}' is not registered in this process: verify replays runs against "
                                           "the code, so ask a process that registers it (a worker of the new version)",
                                           id));

@@ -1,10 +1,11 @@
 // The dashboard in a real browser: Debian's chromium, driven by Playwright (playwright-core,
 // pinned by tests/dashboard_e2e/package-lock.json) from tests/dashboard_e2e/dashboard.mjs,
-// against an engine in this process. The script logs in, finds a failed run, resumes it once
-// its cause is fixed, reruns a run from a step with an edited output, times the page of a
-// 1,000-step run, sends an event from the events page and opens a bulk replay without
-// confirming it; this test then checks on the engine's side that each of those did what it
-// should, and nothing more. Screenshots of every page go to $DURABLE_TEST_ARTIFACTS/dashboard
+// against an engine in this process. The script logs in, searches runs by id and time, finds
+// a failed run, resumes it once its cause is fixed, reruns a run from a step with an edited
+// output, times the page of a 1,000-step run, sends an event from the events page, opens a
+// bulk replay without confirming it, bulk-cancels sleeping runs, and pages through 2,000 runs;
+// this test then checks on the engine's side that each of those did what it should, and
+// nothing more. Screenshots of every page go to $DURABLE_TEST_ARTIFACTS/dashboard
 // (scripts/test.sh sets it to build/test-artifacts), else ./test-artifacts/dashboard.
 //
 // Needs `node` on the PATH, /usr/bin/chromium and `npm ci` done in tests/dashboard_e2e
@@ -106,7 +107,12 @@ TEST_SUITE("dashboard_e2e") {
       }
       return nlohmann::json{{"rows", kBigRunSteps}};
     });
-    // d. Many small runs, for paging.
+    // d. Runs asleep for an hour, for the sleep's timeline and a bulk cancel.
+    engine.function({.id = "nap"}, on_event("shop/nap"), [](Context& ctx) {
+      ctx.step.sleep("nap", 1h);
+      return nlohmann::json{{"rested", true}};
+    });
+    // e. Many small runs, for paging.
     engine.function({.id = "ping"}, on_event("shop/ping"), [](Context&) { return nlohmann::json{{"pong", true}}; });
     int port = engine.listen({.host = "127.0.0.1", .port = 0, .event_keys = {kEventKey}, .api_keys = {kApiKey}});
 
@@ -117,6 +123,8 @@ TEST_SUITE("dashboard_e2e") {
     std::string quote_run = only_run(engine, engine.send({.name = "shop/quote.requested", .data = {{"n", 0}}})).id;
     std::string big_run = only_run(engine, engine.send({.name = "shop/import.requested"})).id;
     std::vector<std::string> runs = {charge_run, quote_run, big_run};
+    std::vector<std::string> nap_runs;
+    for (int i = 0; i < 3; ++i) nap_runs.push_back(only_run(engine, engine.send({.name = "shop/nap"})).id);
     // More finished runs, so that the runs page and the bulk replay have several to show.
     for (int n = 1; n <= 3; ++n) {
       runs.push_back(only_run(engine, engine.send({.name = "shop/quote.requested", .data = {{"n", n}}})).id);
@@ -125,6 +133,9 @@ TEST_SUITE("dashboard_e2e") {
     bool finished = wait_until([&] {
       for (const auto& id : runs) {
         if (!is_finished(engine.get_run(id)->status)) return false;
+      }
+      for (const auto& id : nap_runs) {
+        if (engine.get_run(id)->status != RunStatus::sleeping) return false;
       }
       return store.count_runs({.statuses = {RunStatus::completed}, .function_id = "ping"}) == kManyRuns;
     }, 60s);
@@ -144,6 +155,7 @@ TEST_SUITE("dashboard_e2e") {
                                    "DURABLE_FAILED_EVENT=" + charge_event,
                                    "DURABLE_PAGED_FUNCTION=ping",
                                    "DURABLE_PAGED_RUNS=" + std::to_string(kManyRuns),
+                                   "DURABLE_NAP_RUNS=" + nap_runs[0] + "," + nap_runs[1] + "," + nap_runs[2],
                                    "DURABLE_QUOTE_RUN=" + quote_run,
                                    "DURABLE_BIG_RUN=" + big_run,
                                    // chromium's profile and caches: in the test's directory,
@@ -198,6 +210,9 @@ TEST_SUITE("dashboard_e2e") {
     REQUIRE(result["bulk_count"].is_number_integer());
     CHECK(result["bulk_count"].get<int>() >= 5);  // completed quote-order runs when the dialog opened
 
+    // Cancel matching, confirmed: the sleeping runs were cancelled.
+    for (const auto& id : nap_runs) CHECK(status_of(engine, id) == "cancelled");
+
     // The 1,000-step run's page: route start to rendered, as the page and as the test saw it.
     REQUIRE(result["render_ms"].is_number());
     double render_ms = result["render_ms"].get<double>();
@@ -214,7 +229,7 @@ TEST_SUITE("dashboard_e2e") {
     std::vector<std::string> expected_shots = {"login.png",         "runs.png",         "run-failed.png",
                                                "run-completed.png", "rerun-dialog.png", "run-rerun.png",
                                                "run-1000-steps.png", "functions.png",   "events.png",
-                                               "bulk.png"};
+                                               "bulk.png",          "run-sleeping.png"};
     REQUIRE(result["screenshots"].is_array());
     for (const auto& name : expected_shots) {
       auto path = shots / name;

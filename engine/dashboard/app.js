@@ -274,11 +274,15 @@ function stepResult(s) {
 }
 
 // The timeline, to scale: one row per step (and one for the run), from the run's creation
-// to its end (or now). Run steps show each attempt (failed ones red) and the backoff between
-// them; sleeps and waits show their span, pending ones up to now with their deadline marked.
+// to its end, or, while it runs, to the furthest deadline it waits for (a sleep's end, a
+// wait's timeout, the next retry). Run steps show each attempt (failed ones red) and the time
+// between them; sleeps and waits show their span, pending ones solid up to now and pale up to
+// their deadline.
 function timeline(run, now) {
   const t0 = run.created_at;
-  const t1 = Math.max(run.ended_at ?? now, ...run.steps.map((s) => s.ended_at ?? s.until ?? 0).filter((t) => t <= (run.ended_at ?? now)), t0 + 1);
+  const end = run.ended_at ?? now;
+  const deadlines = finished(run.status) ? [] : run.steps.map((s) => (s.ended_at ? 0 : s.until ?? s.retry_at ?? 0));
+  const t1 = Math.max(end, ...deadlines, t0 + 1);
   const total = t1 - t0;
   const pct = (t) => `${(Math.min(Math.max(t - t0, 0), total) / total) * 100}%`;
   // At least 2 px wide, and inside the track even when it ends at the run's end.
@@ -289,7 +293,8 @@ function timeline(run, now) {
 
   const rows = [row("run", [
     run.started_at && run.started_at > t0 ? bar(t0, run.started_at, "queued", `queued ${duration(t0, run.started_at)}`) : "",
-    bar(run.started_at ?? t0, run.ended_at ?? now, `run-${run.status}`, `${run.status}, ${duration(run.started_at ?? t0, run.ended_at ?? now)}`),
+    bar(run.started_at ?? t0, end, `run-${run.status}`, `${run.status}, ${duration(run.started_at ?? t0, end)}`),
+    t1 > end ? bar(end, end, "now", `now, ${shortTime(now)}`) : "",
   ], "tl-run")];
   for (const s of run.steps) {
     const bars = [];
@@ -304,14 +309,19 @@ function timeline(run, now) {
       }
       if (s.status === "retrying" && previousEnd != null) bars.push(bar(previousEnd, s.retry_at ?? now, "backoff", `next attempt at ${shortTime(s.retry_at)}`));
     } else {
-      const end = s.ended_at ?? now;
-      bars.push(bar(s.started_at, end, `${s.kind.replace(/_/g, "-")} ${s.ended_at ? "" : "pending"}`,
-                    `${s.kind} ${s.status}, ${duration(s.started_at, end)}${s.until ? `, until ${shortTime(s.until)}` : ""}`));
+      const kind = s.kind.replace(/_/g, "-");
+      const stepEnd = s.ended_at ?? Math.min(now, end);
+      bars.push(bar(s.started_at, stepEnd, `${kind} ${s.ended_at ? "" : "pending"}`,
+                    `${s.kind} ${s.status}, ${duration(s.started_at, stepEnd)}${s.until ? `, until ${shortTime(s.until)}` : ""}`));
+      if (!s.ended_at && !finished(run.status) && s.until > stepEnd) {
+        bars.push(bar(stepEnd, s.until, `${kind} planned`, `${s.kind} until ${shortTime(s.until)}, in ${span(s.until - stepEnd)}`));
+      }
     }
     rows.push(row(s.key, bars));
   }
   return el("div", { id: "timeline", class: "timeline" },
-    el("div", { class: "tl-axis" }, el("span", {}, shortTime(t0)), el("span", {}, `${span(total)} in all`), el("span", {}, shortTime(t1))),
+    el("div", { class: "tl-axis" }, el("span", {}, shortTime(t0)), el("span", {}, `${span(total)} in all`),
+       el("span", {}, t1 > end ? `${shortTime(t1)} (ahead)` : shortTime(t1))),
     el("div", { class: "tl-rows" }, rows));
 }
 
@@ -351,8 +361,8 @@ async function runView(id, gen, started) {
   const steps = run.steps.map((s) => el("tr", { "data-step-key": s.key },
     el("td", { class: "mono" }, s.key), el("td", {}, s.kind), el("td", {}, status(s.status)), el("td", {}, String(s.attempts ?? "")),
     el("td", {}, duration(s.started_at, s.ended_at)), el("td", {}, stepResult(s)),
-    el("td", {}, s.kind === "run" && s.status === "completed"
-      ? el("button", { type: "button", onclick: () => rerunDialog(run, s) }, "Rerun from here") : "")));
+    // From a failed step too: "Rerun" with an output stands in for a step that cannot succeed.
+    el("td", {}, s.kind === "run" ? el("button", { type: "button", onclick: () => rerunDialog(run, s) }, "Rerun from here") : "")));
   const links = [];
   if (run.replay_of) links.push(el("dt", {}, "replay of"), el("dd", {}, runLink(run.replay_of)));
   if (run.replays?.length) links.push(el("dt", {}, "replays"), el("dd", {}, run.replays.flatMap((r, i) => [i ? ", " : "", runLink(r)])));

@@ -11,7 +11,8 @@
 // Environment (set by the test): DURABLE_URL, DURABLE_API_KEY, DURABLE_FIX_FILE (the file whose
 // existence fixes the failed run), DURABLE_SCREENSHOTS (a directory), the runs
 // DURABLE_FAILED_RUN, DURABLE_QUOTE_RUN and DURABLE_BIG_RUN, the failed run's event
-// DURABLE_FAILED_EVENT, and DURABLE_PAGED_FUNCTION, a function with DURABLE_PAGED_RUNS runs.
+// DURABLE_FAILED_EVENT, DURABLE_PAGED_FUNCTION, a function with DURABLE_PAGED_RUNS runs, and
+// DURABLE_NAP_RUNS, the comma-separated ids of runs of "nap" sleeping for an hour.
 //
 // On success it prints one JSON object on stdout: {"render_ms", "render": {"page_ms", "wall_ms"},
 // "rerun_run", "sent_event", "bulk_count", "paging": {"runs", "pages", "first_pages_ms",
@@ -49,6 +50,7 @@ const bigRun = env("DURABLE_BIG_RUN");
 const failedEvent = env("DURABLE_FAILED_EVENT");
 const pagedFunction = env("DURABLE_PAGED_FUNCTION");
 const pagedRuns = Number(env("DURABLE_PAGED_RUNS"));
+const napRuns = env("DURABLE_NAP_RUNS").split(",");
 
 let flow = "start";  // what the script is doing, for the failure message
 let failing = false;  // fail() has begun
@@ -301,6 +303,32 @@ try {
   await shot("bulk.png");
   await bulk.getByRole("button", { name: "Close", exact: true }).click();
   await page.locator("dialog#bulk[open]").waitFor({ state: "detached" });
+  checkNoPageErrors();
+
+  // (7b) Cancel matching…, confirmed: the runs of "nap", asleep, whose page shows the sleep.
+  flow = "bulk cancel";
+  await open(`#/runs/${napRuns[0]}`, "run");
+  check(/\bsleeping\b/.test(await runStatus()), `#run-status of a nap run says "${await runStatus()}"`);
+  // To scale: the hour ahead takes nearly all the track, the seconds slept so far a sliver.
+  const track = await page.locator(`#timeline .tl-row:has(.bar.sleep) .tl-track`).boundingBox();
+  const slept = await page.locator("#timeline .bar.sleep.pending").boundingBox();
+  const ahead = await page.locator("#timeline .bar.sleep.planned").boundingBox();
+  check(track && slept && ahead, "the sleeping run's timeline lacks its sleep, slept and ahead");
+  check(ahead.width / track.width > 0.9 && slept.width / track.width < 0.1,
+        `the sleep's bars are not to scale: ${slept.width} px slept, ${ahead.width} px ahead, of ${track.width} px`);
+  await shot("run-sleeping.png", { fullPage: false });
+  await open("#/runs", "runs");
+  await filterRuns({ status: "sleeping", function: "nap" });
+  await page.waitForFunction((n) => document.querySelectorAll("tr[data-run-id] .status-sleeping").length === n &&
+                                    document.querySelectorAll("tr[data-run-id]").length === n, napRuns.length);
+  await page.getByRole("button", { name: /^Cancel matching/ }).click();
+  const cancelDialog = page.locator("dialog#bulk[open]");
+  await cancelDialog.waitFor();
+  const total = Number(await cancelDialog.locator(".bulk-total").textContent());
+  check(total === napRuns.length, `the cancel dialog counts ${total} runs, not ${napRuns.length}`);
+  await cancelDialog.getByRole("button", { name: "Confirm", exact: true }).click();
+  await page.locator("dialog#bulk").waitFor({ state: "detached" });
+  await onlyRows([]);  // none of them sleeps any more
   checkNoPageErrors();
 
   // (8) Paging through thousands of runs with "Older runs →": each run once, and the time of
