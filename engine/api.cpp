@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <map>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -185,33 +186,37 @@ HttpResponse dry_run_json(ApiServices& api, const RunFilter& filter) {
   return json_response({{"dry_run", true}, {"total", api.store.count_runs(filter)}});
 }
 
-// A function's runs over the last day, by status: totals for the last hour and day, and a
-// chart of kChartBuckets buckets ending now.
+// GET /v1/functions?stats=true: each function's runs over the last day, by status: totals
+// for the last hour and day, and a chart of kChartBuckets buckets ending now. One query for
+// every function: it reads the last day's runs once.
 constexpr int kChartBuckets = 96;
 constexpr std::chrono::milliseconds kChartBucket = std::chrono::minutes(15);
 
-nlohmann::json function_stats_json(ApiServices& api, const std::string& function_id) {
+void add_stats(ApiServices& api, nlohmann::json& functions) {
   TimePoint now = api.clock.now();
   // The last bucket ends just after now, so that it holds the runs created at `now`.
   TimePoint from = now + std::chrono::milliseconds(1) - kChartBucket * kChartBuckets;
   int64_t hour_start = kChartBuckets - std::chrono::hours(1) / kChartBucket;
-  std::vector<RunCount> counts =
-      api.store.count_runs_by_time(RunFilter{.function_id = function_id}, from, kChartBucket, kChartBuckets);
-  nlohmann::json last_hour = nlohmann::json::object(), last_day = nlohmann::json::object(), series = nlohmann::json::object();
-  for (RunStatus s : kAllRunStatuses) {
-    std::string name(to_string(s));
-    last_hour[name] = 0;
-    last_day[name] = 0;
-    series[name] = std::vector<int64_t>(kChartBuckets, 0);
+  std::map<std::string, nlohmann::json> stats;
+  for (const auto& f : functions) {
+    nlohmann::json zeros = nlohmann::json::object(), series = nlohmann::json::object();
+    for (RunStatus s : kAllRunStatuses) {
+      zeros[std::string(to_string(s))] = 0;
+      series[std::string(to_string(s))] = std::vector<int64_t>(kChartBuckets, 0);
+    }
+    stats[f["id"]] = {{"last_hour", zeros}, {"last_day", zeros},
+                      {"chart", {{"from", to_millis(from)}, {"bucket_ms", kChartBucket.count()}, {"series", series}}}};
   }
-  for (const RunCount& c : counts) {
-    std::string name(to_string(c.status));
-    series[name][static_cast<size_t>(c.bucket)] = c.count;
-    last_day[name] = last_day[name].get<int64_t>() + c.count;
-    if (c.bucket >= hour_start) last_hour[name] = last_hour[name].get<int64_t>() + c.count;
+  for (const RunCount& c : api.store.count_runs_by_time({}, from, kChartBucket, kChartBuckets)) {
+    auto it = stats.find(c.function_id);
+    if (it == stats.end()) continue;  // unregistered since
+    nlohmann::json& s = it->second;
+    std::string status(to_string(c.status));
+    s["chart"]["series"][status][static_cast<size_t>(c.bucket)] = c.count;
+    s["last_day"][status] = s["last_day"][status].get<int64_t>() + c.count;
+    if (c.bucket >= hour_start) s["last_hour"][status] = s["last_hour"][status].get<int64_t>() + c.count;
   }
-  return {{"function_id", function_id}, {"now", to_millis(now)}, {"last_hour", last_hour}, {"last_day", last_day},
-          {"chart", {{"from", to_millis(from)}, {"bucket_ms", kChartBucket.count()}, {"series", series}}}};
+  for (auto& f : functions) f["stats"] = std::move(stats[f["id"]]);
 }
 
 // Throws 404 unless some process recorded the function.
@@ -252,16 +257,13 @@ std::vector<Route> api_routes(ApiServices* api, bool metrics_require_api_key) {
     throw RequestError(401, "missing event key: POST /e/{event_key}");
   });
 
-  add("GET", "/v1/functions", Access::api_key, [api](const HttpRequest&) {
+  add("GET", "/v1/functions", Access::api_key, [api](const HttpRequest& req) {
     nlohmann::json out = nlohmann::json::array();
     for (const FunctionRecord& f : api->store.list_functions()) out.push_back(function_json(f));
+    std::string stats = query(req, "stats");
+    if (stats != "" && stats != "true" && stats != "false") throw RequestError(400, "\"stats\" must be true or false");
+    if (stats == "true") add_stats(*api, out);
     return json_response({{"functions", out}});
-  });
-
-  add("GET", "/v1/functions/{id}/stats", Access::api_key, [api](const HttpRequest& req) {
-    const std::string& id = req.path_params[0];
-    must_be_recorded(*api, id);
-    return json_response(function_stats_json(*api, id));
   });
 
   add("POST", "/v1/functions/{id}/unregister", Access::api_key, [api](const HttpRequest& req) {

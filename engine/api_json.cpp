@@ -15,8 +15,9 @@ nlohmann::json parse_payload(const JournalEntry& e) {
 }
 
 // One attempt of a run step, for a timeline: when its body started and when its result was
-// recorded. (Entries written before started_at was recorded have none.)
-nlohmann::json span_json(const JournalEntry& e, int attempt, const char* outcome) {
+// recorded. (Entries written before started_at was recorded have none.) Numbered from 0 over
+// the whole run, resumes included (the journal's attempt numbers start again at a resume).
+nlohmann::json span_json(const JournalEntry& e, size_t attempt, const char* outcome) {
   return {{"attempt", attempt},
           {"started_at", millis_or_null(e.started_at)},
           {"ended_at", to_millis(e.recorded_at)},
@@ -110,7 +111,7 @@ nlohmann::json steps_json(const std::vector<JournalEntry>& journal, TimePoint no
         s["retry_at"] = nullptr;
         s["attempts"] = s["attempts"].get<int>() + 1;
         s["ended_at"] = to_millis(e.recorded_at);
-        s["spans"].push_back(span_json(e, s["attempts"].get<int>() - 1, "completed"));
+        s["spans"].push_back(span_json(e, s["spans"].size(), "completed"));
         break;
       }
       case JournalKind::step_failed: {
@@ -120,7 +121,7 @@ nlohmann::json steps_json(const std::vector<JournalEntry>& journal, TimePoint no
         s["attempts"] = s["attempts"].get<int>() + 1;
         s["attempt_errors"].push_back({{"attempt", e.attempt.value_or(0)}, {"error", error}, {"at", to_millis(e.recorded_at)}});
         s["error"] = error;
-        s["spans"].push_back(span_json(e, e.attempt.value_or(s["attempts"].get<int>() - 1), "failed"));
+        s["spans"].push_back(span_json(e, s["spans"].size(), "failed"));
         if (payload.is_object() && payload.value("final", false)) {
           s["status"] = "failed";
           s["retry_at"] = nullptr;

@@ -84,6 +84,22 @@ std::string without_brotli(const std::string& accept_encoding) {
   return out;
 }
 
+// Whether a request made with the session cookie comes from the dashboard's own pages. The
+// cookie is SameSite=Strict, but a "site" spans every port and subdomain of a host: a page
+// served from another port of 127.0.0.1 could make the browser send it. A change (any method
+// but GET) is therefore accepted only as the dashboard sends it: JSON, which a page of
+// another origin can only send after a CORS preflight this server never answers, and, from
+// browsers that say where a request comes from, from the same origin.
+bool from_dashboard(const HttpRequest& request, HttpResponse& response) {
+  if (request.method == "GET") return true;
+  std::string site = request.header("Sec-Fetch-Site");
+  bool json = request.header("Content-Type").starts_with("application/json");
+  if (json && (site.empty() || site == "same-origin" || site == "none")) return true;
+  response = error_response(403, "a change made with the dashboard's session must come from its pages: "
+                                 "JSON from the same origin (or use Authorization: Bearer <API key>)");
+  return false;
+}
+
 // The value of `name` in an application/x-www-form-urlencoded body, decoded; "" when absent.
 std::string form_value(const std::string& body, const std::string& name) {
   httplib::Params params;
@@ -247,7 +263,7 @@ bool HttpServer::authorized(Access access, const HttpRequest& request, HttpRespo
       }
       std::string auth = request.header("Authorization");
       constexpr std::string_view kBearer = "bearer ";
-      if (auth.empty() && sessions_.valid(session_token(request))) return true;  // the dashboard
+      if (auth.empty() && sessions_.valid(session_token(request))) return from_dashboard(request, response);
       if (auth.empty()) {
         response = error_response(401, "missing API key: send the header \"Authorization: Bearer <key>\"");
         return false;

@@ -864,18 +864,18 @@ std::vector<RunCount> SqliteStore::count_runs_by_time(const RunFilter& filter, T
   range.created_after = filter.created_after ? std::max(*filter.created_after, from) : from;
   range.created_before = filter.created_before ? std::min(*filter.created_before, to) : to;
   std::vector<std::string> binds;
-  // The id range (from the filter) finds the rows through an index; created_at, which is the
-  // time in the id, picks the bucket.
-  std::string sql = "SELECT (created_at - ?) / ?, status, count(*) FROM runs WHERE created_at >= ? AND created_at < ?" +
-                    run_filter_sql(range, binds) + " GROUP BY 1, 2";
+  // Which runs count is decided by the time in their ids, an id range that the primary key
+  // (or runs_by_function) serves. The bucket is read from created_at, which the store sets a
+  // moment after the id was made: clamped, so that a run never falls outside the range.
+  std::string sql = "SELECT function_id, min(max((created_at - ?) / ?, 0), ?), status, count(*) FROM runs WHERE 1" +
+                    run_filter_sql(range, binds) + " GROUP BY 1, 2, 3";
   return read([&](SqliteDb& db) {
     std::vector<RunCount> counts;
     Statement s(db.handle(), sql);
-    s.bind(1, to_millis(from)).bind(2, static_cast<int64_t>(width.count()));
-    s.bind(3, to_millis(from)).bind(4, to_millis(to));
-    for (size_t i = 0; i < binds.size(); ++i) s.bind(static_cast<int>(i) + 5, binds[i]);
+    s.bind(1, to_millis(from)).bind(2, static_cast<int64_t>(width.count())).bind(3, buckets - 1);
+    for (size_t i = 0; i < binds.size(); ++i) s.bind(static_cast<int>(i) + 4, binds[i]);
     while (s.step()) {
-      counts.push_back(RunCount{s.get_int(0), parse_run_status(s.get_text(1)), s.get_int(2)});
+      counts.push_back(RunCount{s.get_text(0), s.get_int(1), parse_run_status(s.get_text(2)), s.get_int(3)});
     }
     return counts;
   });

@@ -285,8 +285,10 @@ struct EventFilter {
   std::optional<TimePoint> received_before;    // before
 };
 
-// How many runs of one status were created in one time bucket (RunAdmin::count_runs_by_time).
+// How many runs of one function and status were created in one time bucket
+// (RunAdmin::count_runs_by_time).
 struct RunCount {
+  std::string function_id;
   int64_t bucket = 0;  // from 0, the first bucket of the range
   RunStatus status = RunStatus::queued;
   int64_t count = 0;
@@ -320,10 +322,10 @@ class RunAdmin {
   // next one, and runs created meanwhile never shift it).
   virtual std::vector<Run> list_runs(const RunFilter& filter, int limit, std::string_view before_id) = 0;
   virtual int64_t count_runs(const RunFilter& filter) = 0;
-  // Counts the runs matching `filter` created in [from, from + buckets * width), by status
-  // and by bucket: bucket i holds those created in [from + i * width, from + (i + 1) * width).
-  // Only counts above zero are returned, in no particular order. (The filter's own time
-  // bounds narrow the range further.)
+  // Counts the runs matching `filter` created in [from, from + buckets * width), by function,
+  // status and bucket: bucket i holds those created in [from + i * width, from + (i + 1) *
+  // width). Only counts above zero are returned, in no particular order. (The filter's own
+  // time bounds narrow the range further.)
   virtual std::vector<RunCount> count_runs_by_time(const RunFilter& filter, TimePoint from,
                                                    std::chrono::milliseconds width, int buckets) = 0;
   // The ids of the replays of `run_id`, oldest first.

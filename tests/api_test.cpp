@@ -383,7 +383,7 @@ TEST_SUITE("api") {
                                 {{"attempt", 1}, {"started_at", s.ms(1s)}, {"ended_at", s.ms(1s)}, {"outcome", "failed"}}});
   }
 
-  TEST_CASE("GET /v1/functions/{id}/stats counts runs by status over the last hour and day, with a chart in 15 min buckets") {
+  TEST_CASE("GET /v1/functions?stats=true counts runs by status over the last hour and day, with a chart in 15 min buckets") {
     Server s;
     // One run 30 h ago (outside the day), two 5 h ago (one fails), three in the last hour.
     s.send("test/steps");
@@ -395,15 +395,16 @@ TEST_SUITE("api") {
     advance(s.engine, *s.clock, 30min);
     REQUIRE(s.engine.drain());
 
-    json stats = s.get("/v1/functions/steps/stats");
-    CHECK(stats["function_id"] == "steps");
-    CHECK(stats["now"] == s.ms(30h));
+    json functions = s.get("/v1/functions?stats=true")["functions"];
+    const json* steps = find_by_id(functions, "steps");
+    REQUIRE(steps);
+    json stats = (*steps)["stats"];
     CHECK(stats["last_hour"]["completed"] == 3);
     CHECK(stats["last_day"]["completed"] == 4);
     CHECK(stats["last_day"]["failed"] == 0);
     json chart = stats["chart"];
     CHECK(chart["bucket_ms"] == 15 * 60 * 1000);
-    CHECK(chart["from"] == s.ms(6h) + 1);  // 96 buckets; the last ends just after now
+    CHECK(chart["from"] == s.ms(6h) + 1);  // 96 buckets; the last ends just after now (30 h)
     REQUIRE(chart["series"]["completed"].size() == 96);
     CHECK(chart["series"]["completed"][75] == 1);  // 5 h ago: (25 h - (6 h + 1 ms)) / 15 min = 75
     CHECK(chart["series"]["completed"][93] == 3);  // 30 min ago
@@ -412,10 +413,14 @@ TEST_SUITE("api") {
     CHECK(sum == 4);
     CHECK(chart["series"]["queued"] == json(std::vector<int>(96, 0)));
 
-    json flaky = s.get("/v1/functions/flaky/stats");
+    json flaky = (*find_by_id(functions, "flaky"))["stats"];
     CHECK(flaky["last_day"]["failed"] == 1);
     CHECK(flaky["last_hour"]["failed"] == 0);
-    CHECK(s.get("/v1/functions/nope/stats", 404)["error"] == "no function with id 'nope'");
+    json wild = (*find_by_id(functions, "wild"))["stats"];  // no runs: zeros
+    CHECK(wild["last_day"]["completed"] == 0);
+    CHECK(wild["chart"]["series"]["completed"].size() == 96);
+    // Without stats=true, none.
+    CHECK_FALSE((*find_by_id(s.get("/v1/functions")["functions"], "steps")).contains("stats"));
   }
 
   TEST_CASE("a client that accepts Brotli gets gzip: httplib's Brotli takes ~1 s for a large answer") {
@@ -556,7 +561,7 @@ TEST_SUITE("api") {
         {"POST", "/v1/replays", R"({"dry_run":true})", 400, "at least one of"},
         {"POST", "/v1/events", R"({"data":{}})", 400, "name"},
         {"POST", "/v1/events", R"({"name":"durable/function.finished"})", 400, "durable/"},
-        {"GET", "/v1/functions/nope/stats", "", 404, "no function with id 'nope'"},
+        {"GET", "/v1/functions?stats=yes", "", 400, "\"stats\" must be true or false"},
         {"POST", "/v1/cancellations", R"({"function":"sleeper","limit":0})", 400, "\"limit\""},
         {"POST", "/v1/cancellations", R"({"function":"sleeper","cursor":7})", 400, "\"cursor\""},
         {"POST", "/v1/cancellations", R"({"started_after":"today"})", 400, "ms since the Unix epoch"},

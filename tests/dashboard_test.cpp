@@ -81,6 +81,31 @@ TEST_SUITE("dashboard") {
     CHECK(runs->status == 200);
     CHECK(nlohmann::json::parse(runs->body)["runs"].size() == 1);
 
+    // A change made with the cookie must be JSON from the dashboard's own origin: a page on
+    // another port of the same host (same site, so the cookie goes along) cannot make one.
+    std::string event = R"({"name":"demo/hello"})";
+    auto with = [&](httplib::Headers extra) {
+      extra.insert(browser.begin(), browser.end());
+      return extra;
+    };
+    for (auto [headers, content_type] : std::vector<std::pair<httplib::Headers, std::string>>{
+             {with({}), "text/plain"},                                          // a cross-origin form or no-cors fetch
+             {with({}), "application/x-www-form-urlencoded"},
+             {with({{"Sec-Fetch-Site", "same-site"}}), "application/json"},     // another port
+             {with({{"Sec-Fetch-Site", "cross-site"}}), "application/json"}}) {
+      CAPTURE(content_type);
+      auto refused = http.Post("/v1/events", headers, event, content_type.c_str());
+      REQUIRE(refused);
+      CHECK(refused->status == 403);
+      CHECK(refused->body.find("must come from its pages") != std::string::npos);
+    }
+    CHECK(http.Post("/v1/events", with({{"Sec-Fetch-Site", "same-origin"}}), event, "application/json")->status == 200);
+    CHECK(http.Post("/v1/events", browser, event, "application/json")->status == 200);  // a client that does not say
+    CHECK(http.Get("/v1/runs", with({{"Sec-Fetch-Site", "cross-site"}}))->status == 200);  // reads: SameSite suffices
+    // The API key itself is not a browser's: no such rule.
+    CHECK(http.Post("/v1/events", httplib::Headers{{"Authorization", std::string("Bearer ") + kApiKey}}, event, "text/plain")
+              ->status == 200);
+
     // A forged or ended session is no session.
     CHECK(http.Get("/", httplib::Headers{{"Cookie", "durable_session=" + std::string(64, 'a')}})->status == 303);
     auto logout = http.Post("/logout", browser, "", "application/x-www-form-urlencoded");

@@ -536,7 +536,7 @@ TEST_SUITE("store") {
     CHECK(store->count_runs({}) == 7);
   }
 
-  TEST_CASE_TEMPLATE("count_runs_by_time counts a filter's runs by status in time buckets", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("count_runs_by_time counts a filter's runs by function, status and time bucket", S, SqliteMemory, SqliteFile) {
     TempDir dir;
     auto store = S::open(dir);
     // Runs of "fn" created at kT0 + 0, 9, 10, 25 and 30 s (the one at 9 s failed), and one of
@@ -550,10 +550,19 @@ TEST_SUITE("store") {
     finish(*store, fn_runs[1], 1, RunStatus::failed, kT0 + 20s);
     ingest_one(*store, id_at(kT0 + 10s + 1ms), id_at(kT0 + 10s + 1ms), kT0 + 10s + 1ms, false, "other");
 
+    // Counts of "fn", by (bucket, status); "other"'s are checked on their own.
+    int64_t other_counted = 0;
     auto counts = [&](const RunFilter& f, TimePoint from, int buckets) {
       std::map<std::pair<int64_t, std::string>, int64_t> out;
+      other_counted = 0;
       for (const RunCount& c : store->count_runs_by_time(f, from, 10s, buckets)) {
         CHECK(c.count > 0);
+        if (c.function_id == "other") {
+          CHECK(c.bucket == 1);
+          other_counted += c.count;
+          continue;
+        }
+        CHECK(c.function_id == "fn");
         out[{c.bucket, std::string(to_string(c.status))}] = c.count;
       }
       return out;
@@ -561,7 +570,10 @@ TEST_SUITE("store") {
     using M = std::map<std::pair<int64_t, std::string>, int64_t>;
     // Buckets of 10 s from kT0: [0, 10) holds 0 s and 9 s, [10, 20) 10 s, [20, 30) 25 s; 30 s is past the range.
     CHECK(counts({.function_id = "fn"}, kT0, 3) == M{{{0, "queued"}, 1}, {{0, "failed"}, 1}, {{1, "queued"}, 1}, {{2, "queued"}, 1}});
-    CHECK(counts({}, kT0, 3) == M{{{0, "queued"}, 1}, {{0, "failed"}, 1}, {{1, "queued"}, 2}, {{2, "queued"}, 1}});
+    CHECK(other_counted == 0);
+    // Every function at once, each counted apart.
+    CHECK(counts({}, kT0, 3) == M{{{0, "queued"}, 1}, {{0, "failed"}, 1}, {{1, "queued"}, 1}, {{2, "queued"}, 1}});
+    CHECK(other_counted == 1);
     CHECK(counts({.statuses = {RunStatus::failed}}, kT0, 3) == M{{{0, "failed"}, 1}});
     // A range starting between runs: [5 s, 15 s) holds 9 s and 10 s, [15 s, 25 s) none, [25 s, 35 s) 25 s and 30 s.
     CHECK(counts({.function_id = "fn"}, kT0 + 5s, 3) == M{{{0, "failed"}, 1}, {{0, "queued"}, 1}, {{2, "queued"}, 2}});

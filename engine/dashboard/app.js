@@ -20,7 +20,7 @@ async function api(path, options = {}) {
   const res = await fetch(path, { credentials: "same-origin", ...options });
   if (res.status === 401) { location.href = "/login"; throw new Error("logged out"); }
   const body = await res.json();
-  if (!res.ok) throw new Error(body.error || `HTTP ${res.status}`);
+  if (!res.ok) throw Object.assign(new Error(body.error || `HTTP ${res.status}`), { status: res.status });
   return body;
 }
 
@@ -91,24 +91,37 @@ function render(gen, name, started, ...nodes) {
   return true;
 }
 
-// A modal dialog (a <dialog>) with `content` and buttons; resolves when it is closed.
+// A modal dialog (a <dialog>) with `content` and buttons, each [label, action]: the action
+// runs, then the dialog closes; an error it throws is shown in the dialog instead. While an
+// action runs, every button is disabled and Escape does nothing, so that a double click
+// cannot do it twice and closing cannot leave it half done unseen.
 function openDialog(id, title, content, buttons) {
   document.getElementById(id)?.remove();
-  const dialog = el("dialog", { id }, el("h3", {}, title), content, el("p", { class: "error", hidden: true }),
-                    el("div", { class: "actions" }, buttons.map(([label, action]) => el("button", {
-                      type: "button", onclick: async () => {
-                        const error = dialog.querySelector(".error");
-                        error.hidden = true;
-                        try {
-                          if (action) await action(dialog);
-                          dialog.close();
-                        } catch (e) {
-                          error.textContent = e.message;
-                          error.hidden = false;
-                        }
-                      } }, label))));
-  document.body.append(dialog);
+  const error = el("p", { class: "error", hidden: true });
+  const row = el("div", { class: "actions" });
+  const dialog = el("dialog", { id }, el("h3", {}, title), content, error, row);
+  let busy = false;
+  for (const [label, action] of buttons) {
+    row.append(el("button", { type: "button", onclick: async () => {
+      if (busy) return;
+      busy = true;
+      for (const b of row.querySelectorAll("button")) b.disabled = true;
+      error.hidden = true;
+      try {
+        if (action) await action(dialog);
+        dialog.close();
+      } catch (e) {
+        error.textContent = e.message;
+        error.hidden = false;
+      } finally {
+        busy = false;
+        for (const b of row.querySelectorAll("button")) b.disabled = false;
+      }
+    } }, label));
+  }
+  dialog.addEventListener("cancel", (e) => { if (busy) e.preventDefault(); });
   dialog.addEventListener("close", () => dialog.remove());
+  document.body.append(dialog);
   dialog.showModal();
   return dialog;
 }
@@ -131,13 +144,18 @@ async function runsFilter(params) {
   }
   const q = params.get("q")?.trim();
   if (q) {
+    // The event's runs first: an event id is what one searches most, and it answers without
+    // a 404 for the run id.
     const ofEvent = await api(`/v1/runs?${new URLSearchParams({ event: q, limit: "1" })}`);
     if (ofEvent.runs.length) {
       filter.event = q;
     } else {
-      const run = await fetch(`/v1/runs/${encodeURIComponent(q)}`, { credentials: "same-origin" });
-      if (!run.ok) throw new Error(`No run or event has the id ${q}.`);
-      return { run: await run.json() };
+      const run = await api(`/v1/runs/${encodeURIComponent(q)}`).catch((e) => { if (e.status === 404) return null; throw e; });
+      if (run) return { run };
+      await api(`/v1/events/${encodeURIComponent(q)}`).catch((e) => {
+        throw e.status === 404 ? new Error(`No run or event has the id ${q}.`) : e;
+      });
+      filter.event = q;  // an event that started no run
     }
   }
   return filter;
@@ -172,28 +190,23 @@ async function runsView(params, gen, started) {
 
   const body = el("tbody");
   const pager = el("p", { class: "pager" });
-  const count = el("span", { class: "muted" });
+  const note = el("span", { class: "muted" });
   // Bulk actions need a filter: the API never acts on every run.
-  const bulkFilter = filter.run ? null : { ...filter };
+  const bulkable = !filter.run && Object.keys(filter).length > 0;
   const bulk = el("div", { class: "actions" },
-    el("button", { type: "button", disabled: !bulkFilter || !Object.keys(bulkFilter).length,
-                   onclick: () => bulkDialog("cancellations", bulkFilter) }, "Cancel matching…"),
-    el("button", { type: "button", disabled: !bulkFilter || !Object.keys(bulkFilter).length,
-                   onclick: () => bulkDialog("replays", bulkFilter) }, "Replay matching…"),
-    count);
+    el("button", { type: "button", disabled: !bulkable, onclick: () => bulkDialog("cancellations", filter) }, "Cancel matching…"),
+    el("button", { type: "button", disabled: !bulkable, onclick: () => bulkDialog("replays", filter) }, "Replay matching…"),
+    note);
 
-  // The rows: the page at the cursor; the first page refreshes every 2 s (live).
+  // The rows: the page at the cursor. The first page is live: fetched again every 2 s, and
+  // still after a failed fetch (an engine restarting), which the note reports meanwhile.
   async function refresh() {
     let runs, next = null;
     if (filter.run) {
       runs = [filter.run];
     } else {
-      const query = new URLSearchParams({ limit: "50" });
-      if (filter.status) query.set("status", filter.status);
-      if (filter.function) query.set("function", filter.function);
-      if (filter.event) query.set("event", filter.event);
-      if (filter.started_after) query.set("started_after", filter.started_after);
-      if (filter.started_before) query.set("started_before", filter.started_before);
+      // The filter's fields are the API's parameters.
+      const query = new URLSearchParams({ ...filter, limit: "50" });
       if (params.get("cursor")) query.set("cursor", params.get("cursor"));
       const data = await api(`/v1/runs?${query}`);
       runs = data.runs;
@@ -210,13 +223,17 @@ async function runsView(params, gen, started) {
     }
     if (next) links.push(el("a", { href: `#/runs?${new URLSearchParams({ ...Object.fromEntries(params), cursor: next })}` }, "Older runs →"));
     pager.replaceChildren(...links);
-    if (!params.get("cursor") && !filter.run) {
-      refreshTimer = setTimeout(() => refresh().catch(() => {}), 2000);
-    }
   }
+  const live = () => {
+    if (gen !== generation) return;
+    refreshTimer = setTimeout(() => refresh().then(() => { note.textContent = ""; },
+                                                   (e) => { note.textContent = `not updating: ${e.message}; retrying`; })
+                                             .finally(live), 2000);
+  };
   await refresh();
-  render(gen, "runs", started, el("h2", {}, "Runs"), form, bulk,
-         table(["Run", "Status", "Function", "Event", "Started (UTC)", "Duration"], body, { class: "runs" }), pager);
+  if (!render(gen, "runs", started, el("h2", {}, "Runs"), form, bulk,
+              table(["Run", "Status", "Function", "Event", "Started (UTC)", "Duration"], body, { class: "runs" }), pager)) return;
+  if (!params.get("cursor") && !filter.run) live();
 }
 
 // Cancels or replays every run matching `filter`, after a dialog that says how many.
@@ -281,8 +298,8 @@ function stepResult(s) {
 function timeline(run, now) {
   const t0 = run.created_at;
   const end = run.ended_at ?? now;
-  const deadlines = finished(run.status) ? [] : run.steps.map((s) => (s.ended_at ? 0 : s.until ?? s.retry_at ?? 0));
-  const t1 = Math.max(end, ...deadlines, t0 + 1);
+  const t1 = run.steps.reduce((t, s) => (finished(run.status) || s.ended_at ? t : Math.max(t, s.until ?? s.retry_at ?? 0)),
+                             Math.max(end, t0 + 1));
   const total = t1 - t0;
   const pct = (t) => `${(Math.min(Math.max(t - t0, 0), total) / total) * 100}%`;
   // At least 2 px wide, and inside the track even when it ends at the run's end.
@@ -346,7 +363,27 @@ function rerunDialog(run, s) {
 }
 
 async function runView(id, gen, started) {
-  const run = await api(`/v1/runs/${encodeURIComponent(id)}`);
+  let run = await api(`/v1/runs/${encodeURIComponent(id)}`);
+  showRun(run, gen, started);
+  // Live until it ends: fetched again every 2 s (10 s for a run of many steps), and drawn
+  // again only when it changed, keeping the timeline's scroll; not while a dialog is open,
+  // whose text would be lost. A failed fetch is tried again at the next turn.
+  const poll = async () => {
+    if (gen !== generation || finished(run.status)) return;
+    if (!dialogOpen()) {
+      try {
+        const fresh = await api(`/v1/runs/${encodeURIComponent(id)}`);
+        if (gen !== generation) return;
+        if (JSON.stringify(fresh) !== JSON.stringify(run)) showRun(run = fresh, gen, performance.now());
+      } catch { /* the next turn tries again */ }
+    }
+    refreshTimer = setTimeout(poll, run.steps.length > 200 ? 10000 : 2000);
+  };
+  refreshTimer = setTimeout(poll, run.steps.length > 200 ? 10000 : 2000);
+}
+
+function showRun(run, gen, started) {
+  const id = run.id;
   const now = Date.now();
   const act = (verb) => async () => {
     try {
@@ -367,7 +404,8 @@ async function runView(id, gen, started) {
   if (run.replay_of) links.push(el("dt", {}, "replay of"), el("dd", {}, runLink(run.replay_of)));
   if (run.replays?.length) links.push(el("dt", {}, "replays"), el("dd", {}, run.replays.flatMap((r, i) => [i ? ", " : "", runLink(r)])));
   if (run.parent_run_id) links.push(el("dt", {}, "invoked by"), el("dd", {}, runLink(run.parent_run_id)));
-  const shown = render(gen, "run", started,
+  const scrolled = view.querySelector(".tl-rows")?.scrollTop ?? 0;
+  render(gen, "run", started,
     el("h2", {}, "Run ", el("span", { class: "mono" }, run.id)),
     el("dl", {},
       el("dt", {}, "status"), el("dd", {}, el("span", { id: "run-status", class: `status status-${run.status}` }, run.status),
@@ -390,11 +428,8 @@ async function runView(id, gen, started) {
     el("h3", {}, "Event"),
     run.event ? el("div", {}, el("p", {}, el("span", { class: "mono" }, run.event.name), ` · ${run.event.id} · received ${time(run.event.received_at)}`),
                    json(run.event.data)) : el("p", { class: "muted" }, "deleted by retention"));
-  // Live until it ends; not while a dialog is open, whose text would be lost.
-  if (shown && !finished(run.status)) {
-    const again = () => { if (dialogOpen()) refreshTimer = setTimeout(again, 2000); else route(); };
-    refreshTimer = setTimeout(again, 2000);
-  }
+  const rows = view.querySelector(".tl-rows");
+  if (rows) rows.scrollTop = scrolled;
 }
 
 // ---- functions ----------------------------------------------------------------------------
@@ -418,8 +453,11 @@ function chart(stats) {
                     svg("title", {}, `${shortTime(from)}: ${value} ${cls === "other" ? "other" : cls}`)));
     }
   }
-  return svg("svg", { class: "chart", width: n * w, height: h, viewBox: `0 0 ${n * w} ${h}`, role: "img",
-                      "aria-label": "runs per 15 minutes over the last day" }, ...bars);
+  // Each chart has its own scale: its peak is written beside it.
+  return el("div", { class: "chart-box" },
+    svg("svg", { class: "chart", width: n * w, height: h, viewBox: `0 0 ${n * w} ${h}`, role: "img",
+                 "aria-label": "runs per 15 minutes over the last day" }, ...bars),
+    el("span", { class: "muted" }, max > 1 || bars.length ? `peak ${max} / 15 min` : ""));
 }
 
 // The options that matter at a glance; every option is in the details.
@@ -434,26 +472,29 @@ function optionsSummary(o) {
   return parts.join(" · ");
 }
 
-function counts(c, functionId) {
+// The counts by status of the runs created since `since` (ms), each a link to those runs.
+function counts(c, functionId, since) {
   const shown = statuses.filter((s) => c[s]);
   if (!shown.length) return el("span", { class: "muted" }, "none");
+  const from = new Date(since).toISOString().slice(0, 19);  // the runs form's UTC datetime-local
   return shown.flatMap((s, i) => [i ? ", " : "",
-    el("a", { href: `#/runs?function=${encodeURIComponent(functionId)}&status=${s}`, class: `status-${s}` }, `${c[s]} ${s}`)]);
+    el("a", { href: `#/runs?${new URLSearchParams({ status: s, function: functionId, from })}`, class: `status-${s}` }, `${c[s]} ${s}`)]);
 }
 
 async function functionsView(gen, started) {
-  const data = await api("/v1/functions");
-  const stats = await Promise.all(data.functions.map((f) => api(`/v1/functions/${encodeURIComponent(f.id)}/stats`)));
-  const rows = data.functions.map((f, i) => {
-    const { id, name, triggers, registered_at, registered_by, ...options } = f;
+  const data = await api("/v1/functions?stats=true");
+  // The chart's last day ends now; its last hour is its last buckets.
+  const hourAgo = (c) => c.from + c.series.completed.length * c.bucket_ms - 3600e3;
+  const rows = data.functions.map((f) => {
+    const { id, name, triggers, registered_at, registered_by, stats, ...options } = f;
     return el("tr", { "data-function-id": id },
       el("td", {}, el("a", { href: `#/runs?function=${encodeURIComponent(id)}` }, id), name && name !== id ? el("div", { class: "muted" }, name) : ""),
       el("td", {}, triggers.length ? triggers.map((t) => el("div", {}, t.cron ? `cron ${t.cron}` : t.event, t.filter ? el("span", { class: "muted" }, ` if ${t.filter}`) : ""))
                                    : el("span", { class: "muted" }, "none (invoked or a failure handler)")),
       el("td", {}, el("details", {}, el("summary", {}, optionsSummary(options)), json(options))),
-      el("td", {}, counts(stats[i].last_hour, id)),
-      el("td", {}, counts(stats[i].last_day, id)),
-      el("td", {}, chart(stats[i])),
+      el("td", {}, counts(stats.last_hour, id, hourAgo(stats.chart))),
+      el("td", {}, counts(stats.last_day, id, stats.chart.from)),
+      el("td", {}, chart(stats)),
       el("td", { class: "muted" }, registered_by));
   });
   render(gen, "functions", started, el("h2", {}, "Functions"),
@@ -472,6 +513,9 @@ async function eventsView(params, gen, started) {
   const form = el("form", { id: "send-event", class: "card send-event", onsubmit: async (e) => {
     e.preventDefault();
     const f = new FormData(e.target);
+    const button = e.target.querySelector("button[type=submit]");
+    if (button.disabled) return;  // sent once per click, however fast the clicks
+    button.disabled = true;
     try {
       let dataValue;
       try { dataValue = JSON.parse(f.get("data") || "{}"); } catch (err) { throw new Error(`The data is not valid JSON: ${err.message}`); }
@@ -482,6 +526,8 @@ async function eventsView(params, gen, started) {
       sent.className = "sent error";
       sent.textContent = err.message;
       sent.hidden = false;
+    } finally {
+      button.disabled = false;
     }
   } },
     el("h3", {}, "Send a test event"),
@@ -525,7 +571,12 @@ async function route() {
     else if (parts[0] === "events") await eventsView(params, gen, started);
     else await runsView(params, gen, started);
   } catch (e) {
-    render(gen, "error", started, el("p", { class: "error" }, e.message));
+    // A request the engine refused (4xx) stays refused; one it could not answer (restarting,
+    // unreachable) is tried again.
+    const again = !e.status || e.status >= 500;
+    if (render(gen, "error", started, el("p", { class: "error" }, e.message, again ? " (trying again in 5 s)" : "")) && again) {
+      refreshTimer = setTimeout(route, 5000);
+    }
   }
 }
 
