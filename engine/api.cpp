@@ -36,6 +36,13 @@ std::string query(const HttpRequest& req, const std::string& name) {
   return it == req.query.end() ? std::string() : it->second;
 }
 
+// A flag parameter: "true", or "false" / absent.
+bool query_bool(const HttpRequest& req, const std::string& name) {
+  std::string text = query(req, name);
+  if (text != "" && text != "true" && text != "false") throw RequestError(400, fmt::format("\"{}\" must be true or false", name));
+  return text == "true";
+}
+
 // Ids hold a time as 48 bits of ms (until the year 10889), and time filters are id ranges:
 // a time outside those bits would wrap around to a wrong range instead of failing.
 TimePoint time_value(const std::string& name, int64_t ms) {
@@ -260,9 +267,7 @@ std::vector<Route> api_routes(ApiServices* api, bool metrics_require_api_key) {
   add("GET", "/v1/functions", Access::api_key, [api](const HttpRequest& req) {
     nlohmann::json out = nlohmann::json::array();
     for (const FunctionRecord& f : api->store.list_functions()) out.push_back(function_json(f));
-    std::string stats = query(req, "stats");
-    if (stats != "" && stats != "true" && stats != "false") throw RequestError(400, "\"stats\" must be true or false");
-    if (stats == "true") add_stats(*api, out);
+    if (query_bool(req, "stats")) add_stats(*api, out);
     return json_response({{"functions", out}});
   });
 
@@ -298,10 +303,19 @@ std::vector<Route> api_routes(ApiServices* api, bool metrics_require_api_key) {
   add("GET", "/v1/events", Access::api_key, [api](const HttpRequest& req) {
     EventFilter filter{query(req, "name"), query_time(req, "received_after"), query_time(req, "received_before")};
     int limit = query_limit(req);
+    bool with_runs = query_bool(req, "runs");
     auto events = api->store.list_events(filter, limit + 1, query(req, "cursor"));
     std::string next = trim_page(events, limit);
     nlohmann::json out = nlohmann::json::array();
     for (const StoredEvent& e : events) out.push_back(event_json(e));
+    if (with_runs) {
+      // The runs of the whole page in one query, rather than one per event.
+      std::vector<std::string> ids;
+      for (const StoredEvent& e : events) ids.push_back(e.id);
+      std::map<std::string, nlohmann::json> runs;
+      for (const Run& r : api->store.runs_for_events(ids)) runs[r.event_id].push_back(run_json(r));
+      for (auto& e : out) e["runs"] = runs.count(e["id"]) ? runs[e["id"]] : nlohmann::json::array();
+    }
     return json_response({{"events", out}, {"next_cursor", cursor_json(next)}});
   });
   // Sending with the API key rather than an event key: operators and the dashboard's test

@@ -740,6 +740,20 @@ std::vector<Run> SqliteStore::runs_for_event(std::string_view event_id) {
   });
 }
 
+std::vector<Run> SqliteStore::runs_for_events(const std::vector<std::string>& event_ids) {
+  if (event_ids.empty()) return {};
+  // One lookup of runs_by_event per id.
+  static const std::string sql = std::string("SELECT ") + kRunColumns +
+                                 " FROM runs WHERE event_id IN (SELECT value FROM json_each(?)) ORDER BY id";
+  return read([&](SqliteDb& db) {
+    std::vector<Run> runs;
+    StatementScope s(db.cached(sql.c_str()));
+    s->bind(1, json_list(event_ids));
+    while (s->step()) runs.push_back(read_run(*s));
+    return runs;
+  });
+}
+
 void SqliteStore::register_functions(const std::vector<FunctionRecord>& functions) {
   writer_->write([&](SqliteDb& db) {
     for (const FunctionRecord& f : functions) {

@@ -59,6 +59,7 @@ class SqliteStore final : public Store {
 
   std::optional<Run> find_run(std::string_view run_id) override;
   std::vector<Run> runs_for_event(std::string_view event_id) override;
+  std::vector<Run> runs_for_events(const std::vector<std::string>& event_ids) override;
 
   void register_functions(const std::vector<FunctionRecord>& functions) override;
   std::vector<FunctionRecord> list_functions() override;

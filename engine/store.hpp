@@ -232,6 +232,8 @@ class RunReader {
   virtual ~RunReader() = default;
   virtual std::optional<Run> find_run(std::string_view run_id) = 0;
   virtual std::vector<Run> runs_for_event(std::string_view event_id) = 0;
+  // The runs of any of these events (a page of a listing), ordered by id.
+  virtual std::vector<Run> runs_for_events(const std::vector<std::string>& event_ids) = 0;
 };
 
 // A function as recorded in the store by the process that registered it.

@@ -186,6 +186,23 @@ TEST_SUITE("api") {
     std::string e4 = sent["ids"][0];
     CHECK(s.get("/v1/events/" + e4)["data"] == json{{"i", 4}});
 
+    // runs=true: each event with the runs it started (audit/* starts none; test/steps one).
+    std::string started = s.send("test/steps");
+    REQUIRE(s.engine.drain());
+    json with_runs = s.get("/v1/events?runs=true&limit=3")["events"];
+    REQUIRE(with_runs.size() == 3);
+    for (const auto& e : with_runs) {
+      CAPTURE(e["name"]);
+      if (e["name"] == "test/steps") {
+        REQUIRE(e["runs"].size() == 1);
+        CHECK(e["runs"][0]["id"] == s.run_of(started));
+        CHECK(e["runs"][0]["status"] == "completed");
+      } else {
+        CHECK(e["runs"] == json::array());
+      }
+    }
+    CHECK_FALSE(s.get("/v1/events?limit=1")["events"][0].contains("runs"));
+
     json all = s.get("/v1/events?received_before=" + std::to_string(s.ms(4s)));
     CHECK(ids_of(all["events"]) == std::vector<std::string>{e3, e2, e1, e0});
     CHECK(all["next_cursor"].is_null());
@@ -562,6 +579,7 @@ TEST_SUITE("api") {
         {"POST", "/v1/events", R"({"data":{}})", 400, "name"},
         {"POST", "/v1/events", R"({"name":"durable/function.finished"})", 400, "durable/"},
         {"GET", "/v1/functions?stats=yes", "", 400, "\"stats\" must be true or false"},
+        {"GET", "/v1/events?runs=1", "", 400, "\"runs\" must be true or false"},
         {"POST", "/v1/cancellations", R"({"function":"sleeper","limit":0})", 400, "\"limit\""},
         {"POST", "/v1/cancellations", R"({"function":"sleeper","cursor":7})", 400, "\"cursor\""},
         {"POST", "/v1/cancellations", R"({"started_after":"today"})", 400, "ms since the Unix epoch"},

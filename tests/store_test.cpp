@@ -427,6 +427,11 @@ TEST_SUITE("store") {
     CHECK(functions_of(store->runs_for_event("E3")) == std::multiset<std::string>{"other"});
     CHECK(store->runs_for_event("E4").empty());
     CHECK(store->runs_for_event("E5").empty());  // an exact trigger is not a prefix
+    // Several events at once: the runs of each, none of the others'.
+    auto page = store->runs_for_events({"E2", "E3", "E4", "nope"});
+    CHECK(functions_of(page) == std::multiset<std::string>{"both", "wild", "other"});
+    for (const Run& r : page) CHECK((r.event_id == "E2" || r.event_id == "E3"));
+    CHECK(store->runs_for_events({}).empty());
 
     // A duplicate starts no runs, recorded or not.
     store->ingest({item("E6", "c/d", {}, "key")}, kT0, 24h);

@@ -504,10 +504,9 @@ async function functionsView(gen, started) {
 // ---- events -------------------------------------------------------------------------------
 
 async function eventsView(params, gen, started) {
-  const query = new URLSearchParams({ limit: "50" });
+  const query = new URLSearchParams({ limit: "50", runs: "true" });
   for (const k of ["name", "cursor"]) if (params.get(k)) query.set(k, params.get(k));
   const data = await api(`/v1/events?${query}`);
-  const runs = await Promise.all(data.events.map((e) => api(`/v1/events/${encodeURIComponent(e.id)}/runs`)));
 
   const sent = el("p", { class: "sent", hidden: true });
   const form = el("form", { id: "send-event", class: "card send-event", onsubmit: async (e) => {
@@ -541,11 +540,11 @@ async function eventsView(params, gen, started) {
     sent.hidden = false;
   }
 
-  const rows = data.events.map((e, i) => el("tr", { "data-event-id": e.id, class: justSent?.includes(e.id) ? "fresh" : "" },
+  const rows = data.events.map((e) => el("tr", { "data-event-id": e.id, class: justSent?.includes(e.id) ? "fresh" : "" },
     el("td", { class: "mono" }, e.id), el("td", {}, el("a", { href: `#/events?name=${encodeURIComponent(e.name)}` }, e.name)),
     el("td", {}, shortTime(e.received_at), e.duplicate ? el("div", { class: "muted" }, "duplicate") : ""),
     el("td", {}, compactJson(e.data)),
-    el("td", {}, runs[i].runs.length ? runs[i].runs.map((r) => el("div", {}, runLink(r.id), " ", status(r.status), el("span", { class: "muted" }, ` ${r.function_id}`)))
+    el("td", {}, e.runs.length ? e.runs.map((r) => el("div", {}, runLink(r.id), " ", status(r.status), el("span", { class: "muted" }, ` ${r.function_id}`)))
                                      : el("span", { class: "muted" }, "none"))));
   const pager = el("p", { class: "pager" },
     params.get("cursor") ? el("a", { href: `#/events${params.get("name") ? `?name=${encodeURIComponent(params.get("name"))}` : ""}` }, "← Newest events") : "",
