@@ -68,37 +68,56 @@ void define_invoice(Engine& engine, std::atomic<int>& bodies, std::atomic<int>& 
   });
 }
 
+// An engine on a manual clock with the invoice function, started. `more` defines other
+// functions first; `workers` overrides the default.
+struct Invoices {
+  explicit Invoices(std::function<void(Engine&)> more = {}, int workers = 0)
+      : engine([&] {
+          EngineOptions options = engine_options(dir.file("t.db"), clock);
+          if (workers > 0) options.workers = workers;
+          return options;
+        }()) {
+    define_invoice(engine, bodies, sent);
+    if (more) more(engine);
+    engine.start();
+  }
+  // Sends invoice/created for `invoice` with this total; returns the event's id.
+  std::string create(const std::string& invoice, int total) {
+    return engine.send({.name = "invoice/created", .data = {{"invoiceId", invoice}, {"total", total}}});
+  }
+
+  TempDir dir;
+  std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>();
+  std::atomic<int> bodies{0}, sent{0};
+  Engine engine;
+};
+
 }  // namespace
 
 TEST_SUITE("wait_for_event") {
   TEST_CASE("the run waits, holding its place, until an event matches its name, match field and condition") {
-    TempDir dir;
-    auto clock = std::make_shared<ManualClock>();
-    Engine engine(engine_options(dir.file("t.db"), clock));
-    std::atomic<int> bodies{0}, sent{0};
-    define_invoice(engine, bodies, sent);
-    engine.start();
-    auto created = engine.send({.name = "invoice/created", .data = {{"invoiceId", "A"}, {"total", 100}}});
-    REQUIRE(engine.drain());
-    Run waiting = only_run(engine, created);
+    Invoices w;
+    auto created = w.create("A", 100);
+    REQUIRE(w.engine.drain());
+    Run waiting = only_run(w.engine, created);
     CHECK(waiting.status == RunStatus::waiting);
-    CHECK(waiting.available_at == clock->now() + 7 * 24h);  // the timeout
+    CHECK(waiting.available_at == w.clock->now() + 7 * 24h);  // the timeout
 
-    engine.send(invoice_paid("B", 100));                       // another invoice
-    engine.send({.name = "invoice/refunded", .data = {{"invoiceId", "A"}, {"amount", 100}}});  // another name
-    engine.send(invoice_paid("A", 50));                        // the condition is false
-    REQUIRE(engine.drain());
-    CHECK(only_run(engine, created).status == RunStatus::waiting);
+    w.engine.send(invoice_paid("B", 100));                       // another invoice
+    w.engine.send({.name = "invoice/refunded", .data = {{"invoiceId", "A"}, {"amount", 100}}});  // another name
+    w.engine.send(invoice_paid("A", 50));                        // the condition is false
+    REQUIRE(w.engine.drain());
+    CHECK(only_run(w.engine, created).status == RunStatus::waiting);
 
-    auto payment = engine.send(invoice_paid("A", 120));
-    engine.send(invoice_paid("A", 130));  // the wait is over: this one changes nothing
-    REQUIRE(engine.drain());
-    Run done = only_run(engine, created);
+    auto payment = w.engine.send(invoice_paid("A", 120));
+    w.engine.send(invoice_paid("A", 130));  // the wait is over: this one changes nothing
+    REQUIRE(w.engine.drain());
+    Run done = only_run(w.engine, created);
     CHECK(done.status == RunStatus::completed);
     CHECK(done.output == nlohmann::json{{"paid", 120}});
-    CHECK(sent == 1);  // the step before the wait ran once
+    CHECK(w.sent == 1);  // the step before the wait ran once
 
-    auto journal = read_journal(dir.file("t.db"), done.id);
+    auto journal = read_journal(w.dir.file("t.db"), done.id);
     auto resolved = entries_of(journal, JournalKind::wait_resolved);
     REQUIRE(resolved.size() == 1);
     CHECK(resolved[0].step_key == "wait-for-payment");
@@ -107,25 +126,20 @@ TEST_SUITE("wait_for_event") {
   }
 
   TEST_CASE("the wait returns nothing at its timeout, and never before") {
-    TempDir dir;
-    auto clock = std::make_shared<ManualClock>();
-    Engine engine(engine_options(dir.file("t.db"), clock));
-    std::atomic<int> bodies{0}, sent{0};
-    define_invoice(engine, bodies, sent);
-    engine.start();
-    auto created = engine.send({.name = "invoice/created", .data = {{"invoiceId", "A"}, {"total", 100}}});
-    REQUIRE(engine.drain());
-    advance(engine, *clock, 7 * 24h - 1ms);
-    CHECK(only_run(engine, created).status == RunStatus::waiting);
-    advance(engine, *clock, 1ms);
-    Run done = only_run(engine, created);
+    Invoices w;
+    auto created = w.create("A", 100);
+    REQUIRE(w.engine.drain());
+    advance(w.engine, *w.clock, 7 * 24h - 1ms);
+    CHECK(only_run(w.engine, created).status == RunStatus::waiting);
+    advance(w.engine, *w.clock, 1ms);
+    Run done = only_run(w.engine, created);
     CHECK(done.status == RunStatus::completed);
     CHECK(done.output == "unpaid");
     // A payment after the timeout finds no wait.
-    engine.send(invoice_paid("A", 100));
-    REQUIRE(engine.drain());
-    CHECK(only_run(engine, created).output == "unpaid");
-    auto resolved = entries_of(read_journal(dir.file("t.db"), done.id), JournalKind::wait_resolved);
+    w.engine.send(invoice_paid("A", 100));
+    REQUIRE(w.engine.drain());
+    CHECK(only_run(w.engine, created).output == "unpaid");
+    auto resolved = entries_of(read_journal(w.dir.file("t.db"), done.id), JournalKind::wait_resolved);
     REQUIRE(resolved.size() == 1);
     CHECK(nlohmann::json::parse(resolved[0].payload) == nlohmann::json{{"timeout", true}});
   }
@@ -161,34 +175,24 @@ TEST_SUITE("wait_for_event") {
   }
 
   TEST_CASE("an event that arrived before the wait began does not count") {
-    TempDir dir;
-    auto clock = std::make_shared<ManualClock>();
-    Engine engine(engine_options(dir.file("t.db"), clock));
-    std::atomic<int> bodies{0}, sent{0};
-    define_invoice(engine, bodies, sent);
-    engine.start();
-    engine.send(invoice_paid("A", 100));
-    REQUIRE(engine.drain());
-    clock->advance(1ms);
-    auto created = engine.send({.name = "invoice/created", .data = {{"invoiceId", "A"}, {"total", 100}}});
-    REQUIRE(engine.drain());
-    CHECK(only_run(engine, created).status == RunStatus::waiting);
+    Invoices w;
+    w.engine.send(invoice_paid("A", 100));
+    REQUIRE(w.engine.drain());
+    w.clock->advance(1ms);
+    auto created = w.create("A", 100);
+    REQUIRE(w.engine.drain());
+    CHECK(only_run(w.engine, created).status == RunStatus::waiting);
   }
 
   TEST_CASE("waiting runs hold no thread") {
-    TempDir dir;
-    auto clock = std::make_shared<ManualClock>();
-    EngineOptions options = engine_options(dir.file("t.db"), clock);
-    options.workers = 1;
-    Engine engine(options);
-    std::atomic<int> bodies{0}, sent{0};
-    define_invoice(engine, bodies, sent);
-    engine.function({.id = "quick"}, on_event("test/quick"), [](Context& ctx) { return ctx.step.run("now", [] { return 2; }); });
-    engine.start();
+    Invoices w(
+        [](Engine& e) {
+          e.function({.id = "quick"}, on_event("test/quick"), [](Context& ctx) { return ctx.step.run("now", [] { return 2; }); });
+        },
+        /*workers=*/1);
+    Engine& engine = w.engine;
     std::vector<std::string> invoices;
-    for (int i = 0; i < 20; ++i) {
-      invoices.push_back(engine.send({.name = "invoice/created", .data = {{"invoiceId", std::to_string(i)}, {"total", 1}}}));
-    }
+    for (int i = 0; i < 20; ++i) invoices.push_back(w.create(std::to_string(i), 1));
     auto quick = engine.send({.name = "test/quick"});
     REQUIRE(engine.drain());
     CHECK(only_run(engine, quick).status == RunStatus::completed);
@@ -257,26 +261,19 @@ TEST_SUITE("wait_for_event") {
   }
 
   TEST_CASE("cancelling a waiting run removes its wait: a later event wakes nothing") {
-    TempDir dir;
-    auto clock = std::make_shared<ManualClock>();
-    Engine engine(engine_options(dir.file("t.db"), clock));
-    std::atomic<int> bodies{0}, sent{0};
-    define_invoice(engine, bodies, sent);
-    engine.start();
-    auto created = engine.send({.name = "invoice/created", .data = {{"invoiceId", "A"}, {"total", 1}}});
-    REQUIRE(engine.drain());
-    std::string run_id = only_run(engine, created).id;
-    SqliteStore store({.path = dir.file("t.db")});
-    REQUIRE(store.cancel_runs({run_id}, clock->now()).at(0) == RunAdmin::Change::done);
-    engine.send(invoice_paid("A", 1));
-    REQUIRE(engine.drain());
-    CHECK(only_run(engine, created).status == RunStatus::cancelled);
-    CHECK(entries_of(read_journal(dir.file("t.db"), run_id), JournalKind::wait_resolved).empty());
-    CHECK(bodies == 1);
+    Invoices w;
+    auto created = w.create("A", 1);
+    REQUIRE(w.engine.drain());
+    std::string run_id = only_run(w.engine, created).id;
+    SqliteStore store({.path = w.dir.file("t.db")});
+    REQUIRE(store.cancel_runs({run_id}, w.clock->now()).at(0) == RunAdmin::Change::done);
+    w.engine.send(invoice_paid("A", 1));
+    REQUIRE(w.engine.drain());
+    CHECK(only_run(w.engine, created).status == RunStatus::cancelled);
+    CHECK(entries_of(read_journal(w.dir.file("t.db"), run_id), JournalKind::wait_resolved).empty());
+    CHECK(w.bodies == 1);
   }
-}
 
-TEST_SUITE("wait_for_event") {
   TEST_CASE("match compares numbers by value: 150.0 matches 150") {
     TempDir dir;
     auto clock = std::make_shared<ManualClock>();
