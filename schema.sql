@@ -136,3 +136,18 @@ CREATE TABLE cron_ticks (
 -- Waiting runs are in the queue too: they are claimed when their wait times out.
 DROP INDEX runs_due;
 CREATE INDEX runs_due ON runs (available_at) WHERE status IN ('queued', 'sleeping', 'waiting');
+
+-- version 4
+
+-- Clock steps (docs/operations.md): when a run's available_at or lease was last set, by the
+-- writer's clock. The engine's own delays (a queued run's due time: at once, or a retry's
+-- backoff; a lease's TTL) are relative to that moment, so a value later than a reader's clock
+-- means a clock that ran ahead and came back: those delays are then moved back with it
+-- (RunQueue::correct_ahead_times). Sleeping and waiting runs keep their available_at, which
+-- is the user's deadline. NULL in runs written before version 4.
+ALTER TABLE runs ADD COLUMN written_at INTEGER;
+-- The queued runs by written_at, so that those a clock ahead wrote are found with one probe,
+-- which finds nothing unless the clock stepped back. Only runs entering or leaving the queue
+-- (not yet claimed at ingest, retried, recovered) pay for it: a claim at ingest, a step, a
+-- sleep or a wait do not touch it (docs/performance.md).
+CREATE INDEX runs_queued ON runs (written_at) WHERE status = 'queued';

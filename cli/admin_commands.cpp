@@ -102,6 +102,23 @@ int serve(const Invocation& inv) {
   }
   if (auto keys = inv.args.get("--event-key")) options.event_keys = split_commas(*keys);
   if (auto keys = inv.args.get("--api-key")) options.api_keys = split_commas(*keys);
+  // The limits on what one client may cost (docs/security.md).
+  auto size = [&](const char* flag, size_t& field) {
+    if (auto text = inv.args.get(flag)) field = static_cast<size_t>(parse_count(*text, flag));
+  };
+  auto duration = [&](const char* flag, std::chrono::milliseconds& field) {
+    if (auto text = inv.args.get(flag)) field = parse_duration(*text, flag);
+  };
+  size("--max-request-bytes", options.max_request_bytes);
+  size("--max-event-bytes", options.max_event_bytes);
+  if (auto text = inv.args.get("--max-connections")) {
+    int64_t n = parse_count(*text, "--max-connections");
+    if (n < 1 || n > 1000000) throw UsageError("--max-connections: give a number from 1 to 1000000");
+    options.max_connections = static_cast<int>(n);
+  }
+  duration("--header-timeout", options.header_timeout);
+  duration("--request-timeout", options.request_timeout);
+  duration("--idle-timeout", options.idle_timeout);
   // The engine has no functions of its own: it serves the API over the database, and runs
   // nothing until functions are registered in it.
   durable::Engine engine({.database = inv.args.get("--database").value_or("durable.db")});
@@ -184,10 +201,20 @@ Options:
   --event-key K     keys accepted by POST /e/{key}, comma-separated (default: DURABLE_EVENT_KEY,
                     else a random key, printed at start)
 
+Limits on each client (docs/security.md):
+  --max-request-bytes N  largest request body, also once inflated (default 3145728: 3 MiB)
+  --max-event-bytes N    largest event (default 524288: 512 KiB)
+  --max-connections N    open connections at most (default 10000)
+  --header-timeout D     a request's head must arrive within D of its first byte (default 10s)
+  --request-timeout D    the whole request, body included, within D (default 60s)
+  --idle-timeout D       a keep-alive connection with no request is closed after D (default 60s)
+
 Environment: DURABLE_ALERT_URL and DURABLE_ALERT_SECRET set the failure alert webhook.
 Prefer the environment variables to the key flags, which show in the process list.
 )",
-       .options = {{"--database", true}, {"--port", true}, {"--host", true}, {"--api-key", true}, {"--event-key", true}},
+       .options = {{"--database", true}, {"--port", true}, {"--host", true}, {"--api-key", true}, {"--event-key", true},
+                   {"--max-request-bytes", true}, {"--max-event-bytes", true}, {"--max-connections", true},
+                   {"--header-timeout", true}, {"--request-timeout", true}, {"--idle-timeout", true}},
        .run = serve},
   };
 }

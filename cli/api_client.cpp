@@ -2,11 +2,13 @@
 
 #include <httplib.h>
 
+#include <optional>
 #include <regex>
 
 #include <fmt/format.h>
 
 #include "cli/args.hpp"
+#include "engine/json_input.hpp"
 
 namespace cli {
 
@@ -32,19 +34,30 @@ bool is_engine_url(const std::string& url) {
   return std::regex_match(url, form);
 }
 
+// How deeply an answer may nest. Answers hold what the engine stored (event data, itself at
+// most kMaxJsonDepth deep, and step outputs, which the engine does not limit) a few levels
+// down; the limit keeps a hostile or broken server from handing the CLI a value that printing
+// or copying could not take without overflowing the stack (engine/json_input.hpp).
+constexpr int kMaxAnswerDepth = 1000;
+
 // Turns an answer into its JSON, or into an ApiError carrying the engine's `error` message.
 nlohmann::json answer_json(const httplib::Result& res, const std::string& url, bool has_key) {
   if (!res) {
     throw ApiError(0, fmt::format("cannot reach the engine at {}: {} (is it running? set --url or DURABLE_URL)",
                                   url, describe(res.error())));
   }
-  auto body = nlohmann::json::parse(res->body, nullptr, /*allow_exceptions=*/false);
+  std::optional<nlohmann::json> body;
+  try {
+    body = durable::parse_json_input(res->body, "the answer", kMaxAnswerDepth);
+  } catch (const durable::RequestError&) {
+    // Not JSON (or nothing the engine would send): shown below as it came.
+  }
   bool ok = res->status >= 200 && res->status < 300;
-  if (ok && !body.is_discarded()) return body;
+  if (ok && body) return std::move(*body);
   // Anything but the API's {"error": "..."} is shown as it came, cut short: it is probably a
   // proxy or another server on that port.
-  std::string message = body.is_object() && body.contains("error") && body["error"].is_string()
-                            ? body["error"].get<std::string>()
+  std::string message = body && body->is_object() && body->contains("error") && (*body)["error"].is_string()
+                            ? (*body)["error"].get<std::string>()
                             : fmt::format("unexpected answer from {}: {:.200}", url, res->body);
   if (res->status == 401 && !has_key) message += " (set --key or DURABLE_API_KEY)";
   throw ApiError(ok ? 0 : res->status, fmt::format("{} (HTTP {})", message, res->status));

@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "engine/json_input.hpp"
+
 namespace cli {
 
 std::optional<std::string> ParsedArgs::get(const std::string& name) const {
@@ -102,12 +104,10 @@ int64_t parse_count(std::string_view text, std::string_view option) {
 
 nlohmann::json parse_json(std::string_view text, std::string_view what) {
   try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    // nlohmann's message starts with "[json.exception.parse_error.101] parse error at ...".
-    std::string message = e.what();
-    if (auto pos = message.find("] "); pos != std::string::npos) message.erase(0, pos + 2);
-    throw UsageError(fmt::format("{} is not valid JSON: {}", what, message));
+    return durable::parse_json_input(text, what);
+  } catch (const durable::RequestError& e) {
+    // Its message names `what` and the place: "--output is not valid JSON at line 1, ...".
+    throw UsageError(e.what());
   }
 }
 

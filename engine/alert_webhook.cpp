@@ -5,7 +5,7 @@
 // runs emit no lifecycle events themselves, so an alert that cannot be delivered raises no
 // alert of its own.
 //
-// One of the two engine files that include httplib (with http_server.cpp): it is an HTTP client.
+// The one engine file that includes httplib: it is an HTTP client (the server is Boost.Beast).
 #include "engine/alert_webhook.hpp"
 
 #include <openssl/evp.h>

@@ -8,6 +8,9 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/api_json.hpp"
+#include "engine/cursor.hpp"
+#include "engine/ids.hpp"
+#include "engine/json_input.hpp"
 #include "engine/log.hpp"
 #include "engine/request_error.hpp"
 
@@ -46,9 +49,8 @@ bool query_bool(const HttpRequest& req, const std::string& name) {
 // Ids hold a time as 48 bits of ms (until the year 10889), and time filters are id ranges:
 // a time outside those bits would wrap around to a wrong range instead of failing.
 TimePoint time_value(const std::string& name, int64_t ms) {
-  constexpr int64_t kMaxMillis = (int64_t{1} << 48) - 1;
-  if (ms < 0 || ms > kMaxMillis) {
-    throw RequestError(400, fmt::format("\"{}\" must be ms since the Unix epoch, from 0 to {}", name, kMaxMillis));
+  if (ms < 0 || ms > kMaxIdMillis) {
+    throw RequestError(400, fmt::format("\"{}\" must be ms since the Unix epoch, from 0 to {}", name, kMaxIdMillis));
   }
   return from_millis(ms);
 }
@@ -98,8 +100,7 @@ std::vector<RunStatus> parse_statuses(const std::string& comma_list) {
 
 nlohmann::json parse_body(const HttpRequest& req) {
   if (req.body.empty()) return nlohmann::json::object();
-  nlohmann::json body = nlohmann::json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) throw RequestError(400, "the body is not valid JSON");
+  nlohmann::json body = parse_json_input(req.body, "the body");
   if (!body.is_object()) throw RequestError(400, "the body must be a JSON object");
   return body;
 }
@@ -134,8 +135,9 @@ RunFilter bulk_filter(const nlohmann::json& body) {
   }
   for (const char* field : {"started_after", "started_before"}) {
     if (auto it = body.find(field); it != body.end() && !it->is_null()) {
-      if (!it->is_number_integer()) throw RequestError(400, fmt::format("\"{}\" must be ms since the Unix epoch", field));
-      (std::string_view(field) == "started_after" ? f.created_after : f.created_before) = time_value(field, it->get<int64_t>());
+      std::optional<int64_t> ms = json_int64(*it);
+      if (!ms) throw RequestError(400, fmt::format("\"{}\" must be ms since the Unix epoch (an integer)", field));
+      (std::string_view(field) == "started_after" ? f.created_after : f.created_before) = time_value(field, *ms);
       any = true;
     }
   }
@@ -159,12 +161,13 @@ BulkPage bulk_page(const nlohmann::json& body) {
     page.dry_run = it->get<bool>();
   }
   if (auto it = body.find("limit"); it != body.end() && !it->is_null()) {
-    if (!it->is_number_integer()) throw RequestError(400, "\"limit\" must be an integer");
-    page.limit = page_size(it->get<int64_t>());
+    std::optional<int64_t> limit = json_int64(*it);
+    if (!limit) throw RequestError(400, "\"limit\" must be an integer");
+    page.limit = page_size(*limit);
   }
   if (auto it = body.find("cursor"); it != body.end() && !it->is_null()) {
     if (!it->is_string()) throw RequestError(400, "\"cursor\" must be a string");
-    page.cursor = it->get<std::string>();
+    page.cursor = decode_cursor("cursor", it->get<std::string>());
   }
   return page;
 }
@@ -253,7 +256,15 @@ std::vector<Route> api_routes(ApiServices* api, bool metrics_require_api_key) {
     routes.push_back(Route{method, path, access, std::move(handler)});
   };
 
-  add("GET", "/health", Access::open, [](const HttpRequest&) { return json_response({{"status", "ok"}}); });
+  // After a fail-stop (docs/operations.md, "Storage faults") the store refuses every write
+  // and the process is about to exit: 503, so that a probe sees it even before the exit.
+  routes.push_back(Route{"GET", "/health", Access::open, [api](const HttpRequest&) {
+                           if (auto failure = api ? api->store.failure() : std::nullopt) {
+                             return json_response({{"status", "failed"}, {"error", *failure}}, 503);
+                           }
+                           return json_response({{"status", "ok"}});
+                         },
+                         /*quick=*/true});
 
   add("GET", "/metrics", metrics_require_api_key ? Access::api_key : Access::open, [api](const HttpRequest&) {
     return HttpResponse{200, api->metrics(), "text/plain; version=0.0.4; charset=utf-8"};
@@ -304,7 +315,7 @@ std::vector<Route> api_routes(ApiServices* api, bool metrics_require_api_key) {
     EventFilter filter{query(req, "name"), query_time(req, "received_after"), query_time(req, "received_before")};
     int limit = query_limit(req);
     bool with_runs = query_bool(req, "runs");
-    auto events = api->store.list_events(filter, limit + 1, query(req, "cursor"));
+    auto events = api->store.list_events(filter, limit + 1, decode_cursor("cursor", query(req, "cursor")));
     std::string next = trim_page(events, limit);
     nlohmann::json out = nlohmann::json::array();
     for (const StoredEvent& e : events) out.push_back(event_json(e));
@@ -333,7 +344,7 @@ std::vector<Route> api_routes(ApiServices* api, bool metrics_require_api_key) {
     RunFilter filter{parse_statuses(query(req, "status")), query(req, "function"), query(req, "event"),
                      query_time(req, "started_after"), query_time(req, "started_before")};
     int limit = query_limit(req);
-    auto runs = api->store.list_runs(filter, limit + 1, query(req, "cursor"));
+    auto runs = api->store.list_runs(filter, limit + 1, decode_cursor("cursor", query(req, "cursor")));
     std::string next = trim_page(runs, limit);
     return json_response({{"runs", runs_json(runs)}, {"next_cursor", cursor_json(next)}});
   });
@@ -390,10 +401,13 @@ std::vector<Route> api_routes(ApiServices* api, bool metrics_require_api_key) {
   add("POST", "/v1/gc", Access::api_key, [api](const HttpRequest& req) {
     nlohmann::json body = parse_body(req);
     auto it = body.find("older_than_ms");
-    if (it == body.end() || !it->is_number_integer() || it->get<int64_t>() < 0) {
-      throw RequestError(400, "\"older_than_ms\" is required: a non-negative integer (ms)");
+    std::optional<int64_t> older_than = it == body.end() ? std::nullopt : json_int64(*it);
+    // Bounded like the times of ids, so that the cutoff (now minus it) cannot overflow.
+    if (!older_than || *older_than < 0 || *older_than > kMaxIdMillis) {
+      throw RequestError(400, fmt::format("\"older_than_ms\" is required: a non-negative integer (ms), at most {}",
+                                          kMaxIdMillis));
     }
-    GcResult r = api->collect(api->clock.now() - std::chrono::milliseconds(it->get<int64_t>()));
+    GcResult r = api->collect(api->clock.now() - std::chrono::milliseconds(*older_than));
     return json_response({{"runs_deleted", r.runs_deleted}, {"events_deleted", r.events_deleted}});
   });
 

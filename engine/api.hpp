@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/http_server.hpp"
+#include "engine/http_router.hpp"
 #include "engine/ingest.hpp"
 #include "engine/retention.hpp"
 #include "engine/run_control.hpp"

@@ -131,7 +131,13 @@ uint64_t parse_field(const FieldSpec& field, std::string_view text) {
         hi = lo;
       }
     }
-    for (int v = lo; v <= hi; v += step) bits |= uint64_t{1} << v;  // hi <= 59 and step >= 1: no overflow
+    // lo <= hi <= 59, so every value fits the bits; but a step may be up to INT_MAX, and
+    // v + step would overflow (`5-10/2147483646` fired at 1, 3, 5): stop before adding a
+    // step that passes hi.
+    for (int v = lo;; v += step) {
+      bits |= uint64_t{1} << v;
+      if (step > hi - v) break;
+    }
 
     if (comma == std::string_view::npos) return bits;
     start = comma + 1;
@@ -428,8 +434,10 @@ TimePoint CronSchedule::next_after(TimePoint t) const {
     if (!tick) return TimePoint::max();
     TimePoint instant = search.to_instant(to_local_minutes(*tick));
     // By the invariant this holds at once; the check keeps odd zone data (offsets with seconds)
-    // from returning an instant that is not after `t`.
-    if (instant > t) return instant;
+    // from returning an instant that is not after `t`. Ticks after kLatest are out of range
+    // for latest_at_or_before too, so that both searches see the same ticks (found by fuzzing:
+    // the 9999-12-31 tick of `59 23 31 12 *` was found from 9998 but not looked back at).
+    if (instant > t) return instant > kLatest ? TimePoint::max() : instant;
     c = to_civil(to_local_minutes(*tick) + minutes(1));
   }
 }

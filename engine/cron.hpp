@@ -52,13 +52,13 @@ class CronSchedule {
   // The first tick strictly after `t`: a whole minute of local time, as an instant. Several
   // ticks in a spring-forward gap map to one instant, the end of the gap; it is returned once.
   // Every schedule that parses fires at least once in any 400 years (the Gregorian calendar
-  // repeats every 400 years), so this returns TimePoint::max() only when no tick exists
-  // before the year 10000.
+  // repeats every 400 years), so this returns TimePoint::max() only near the end of the range
+  // both searches cover: when no tick exists from `t` to 9999-12-30T00:00Z.
   TimePoint next_after(TimePoint t) const;
 
-  // The latest tick at or before `t`, or nullopt when there is none in the 400 years before
-  // `t` or `t` is before the year 1 (so, in practice, never). next_after(*latest_at_or_before(t))
-  // is the first tick after `t`.
+  // The latest tick at or before `t` (at or before 9999-12-30T00:00Z for a later `t`), or
+  // nullopt when there is none in the 400 years before `t` or `t` is before the year 1 (so, in
+  // practice, never). next_after(*latest_at_or_before(t)) is the first tick after `t`.
   std::optional<TimePoint> latest_at_or_before(TimePoint t) const;
 
   // The text it was parsed from, as given.

@@ -6,11 +6,11 @@
 
 #include <vector>
 
-#include "engine/http_server.hpp"
+#include "engine/http_router.hpp"
 
 namespace durable {
 
-// GET /, /login, /assets/app.js, /assets/style.css.
+// GET /, /login, /assets/app.js, /assets/login.js, /assets/style.css.
 std::vector<Route> dashboard_routes();
 
 }  // namespace durable

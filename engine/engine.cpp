@@ -39,6 +39,9 @@ namespace {
 // How long before a sleep ends its run is claimed and loaded (see SchedulerOptions).
 constexpr std::chrono::milliseconds kClaimAhead{50};
 
+// serve()'s exit code after the store failed (fail-stop): sysexits.h's EX_IOERR.
+constexpr int kExitStoreFailed = 74;
+
 std::string make_owner_id() {
   char host[256] = {};
   if (gethostname(host, sizeof(host) - 1) != 0) std::snprintf(host, sizeof(host), "unknown");
@@ -95,6 +98,16 @@ class Engine::Impl {
     store_ = std::make_unique<SqliteStore>(SqliteStoreOptions{.path = options_.database, .durability = options_.durability});
     // A wait resolved by an event stored here (or by a run's commit) queues its run: claim it
     // at once if it is ours. Other processes' runs are found by their polling.
+    // Fail-stop: the store refuses every write from now on; serve() exits so that a supervisor
+    // restarts the process, whose recovery reads only what is on disk.
+    store_->set_failure_listener([this](const std::string& failure) {
+      log(LogLevel::error, "the store failed; the process must be restarted", {{"error", failure}});
+      std::lock_guard lock(serve_mu_);
+      if (serving_) {
+        char byte = 1;
+        [[maybe_unused]] auto n = write(g_signal_pipe[1], &byte, 1);
+      }
+    });
     store_->set_wait_listener([this](const std::vector<std::string>& function_ids) {
       for (const auto& id : function_ids) {
         if (functions_.find(id)) {
@@ -203,7 +216,8 @@ class Engine::Impl {
         }});
     std::vector<Route> routes = api_routes(api_.get(), options.metrics_require_api_key);
     for (Route& route : dashboard_routes()) routes.push_back(std::move(route));
-    auto http = std::make_unique<HttpServer>(options, keys, std::move(routes));
+    auto http = std::make_unique<HttpServer>(
+        options, std::make_unique<HttpRouter>(std::move(keys), std::move(routes), options.max_request_bytes));
     int port = http->start();
     http_ = std::move(http);
     log(LogLevel::info, "listening", {{"url", fmt::format("http://{}:{}", options.host, port)}});
@@ -222,34 +236,53 @@ class Engine::Impl {
     struct sigaction old_int {}, old_term {};
     sigaction(SIGINT, &action, &old_int);
     sigaction(SIGTERM, &action, &old_term);
-    try {
-      listen(std::move(options));
-    } catch (...) {
+    auto restore = [&] {
+      {
+        std::lock_guard lock(serve_mu_);
+        serving_ = false;
+      }
       sigaction(SIGINT, &old_int, nullptr);
       sigaction(SIGTERM, &old_term, nullptr);
       close(g_signal_pipe[0]);
       close(g_signal_pipe[1]);
+    };
+    {
+      // From here a store failure wakes this thread too (the failure listener).
+      std::lock_guard lock(serve_mu_);
+      serving_ = true;
+    }
+    try {
+      listen(std::move(options));
+    } catch (...) {
+      restore();
       throw;
     }
+    // A failure before serving_ was set wrote nothing to the pipe: do not wait for it.
     char byte;
-    while (read(g_signal_pipe[0], &byte, 1) < 0 && errno == EINTR) {
+    while (!store_->failure() && read(g_signal_pipe[0], &byte, 1) < 0 && errno == EINTR) {
     }
-    log(LogLevel::info, "stopping: finishing running steps", {{"grace_ms", std::to_string(grace.count())}});
+    // Fail-stop: nothing more can be committed, so a step's grace would be for nothing; exit
+    // with kExitStoreFailed so that the supervisor restarts the process.
+    const bool failed = store_->failure().has_value();
+    if (failed) {
+      log(LogLevel::error, "stopping at once: the store failed after an I/O error", {{"exit_code", std::to_string(kExitStoreFailed)}});
+      grace = std::chrono::milliseconds(0);
+    } else {
+      log(LogLevel::info, "stopping: finishing running steps", {{"grace_ms", std::to_string(grace.count())}});
+    }
     bool clean = stop(grace);
-    sigaction(SIGINT, &old_int, nullptr);
-    sigaction(SIGTERM, &old_term, nullptr);
-    close(g_signal_pipe[0]);
-    close(g_signal_pipe[1]);
+    restore();
+    const int exit_code = failed ? kExitStoreFailed : 0;
     if (!clean) {
       // Some step bodies are still running and cannot be interrupted. Their runs stay leased
       // and are recovered when the lease expires; everything committed is safe on disk. Exit
       // without running destructors that would wait for those threads.
       log(LogLevel::warn, "steps still running after the grace period; exiting, they will be recovered through leases");
       std::fflush(nullptr);
-      std::_Exit(0);
+      std::_Exit(exit_code);
     }
     log(LogLevel::info, "stopped");
-    return 0;
+    return exit_code;
   }
 
   bool stop(std::chrono::milliseconds grace) {
@@ -342,6 +375,8 @@ class Engine::Impl {
   bool started_ = false;        // guarded by mu_
   bool stopped_ = false;        // guarded by mu_
   bool stop_was_clean_ = true;
+  std::mutex serve_mu_;
+  bool serving_ = false;  // guarded by serve_mu_: serve() waits on g_signal_pipe
   std::unique_ptr<HttpServer> http_;  // guarded by mu_
   std::unique_ptr<ApiServices> api_;  // guarded by mu_; set with http_, kept after it stops
   Metrics metrics_;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "engine/clock_step.hpp"
 #include "engine/thread_name.hpp"
 
 namespace durable {
@@ -125,6 +126,7 @@ void Executor::worker_loop() {
   name_this_thread("durable-worker");
   for (;;) {
     ClaimedRun run;
+    bool hand_back = false;
     {
       std::unique_lock lock(mu_);
       for (;;) {
@@ -136,11 +138,21 @@ void Executor::worker_loop() {
         }
         // Runs claimed ahead of the end of their sleep wait here, not on a thread, until
         // due. Only a clock that advances by itself claims ahead (see Scheduler), and its
-        // time is the system clock's, so the deadline can be waited for directly. When
-        // stopping, they are taken at once to be handed back.
+        // time is the system clock's. When stopping, they are taken at once to be handed back.
         TimePoint due = queue_.front().available_at;
-        if (stopping_ || !env_.clock.advances_by_itself() || due <= env_.clock.now()) break;
-        work_cv_.wait_until(lock, std::chrono::system_clock::time_point(due));
+        TimePoint now = env_.clock.now();
+        if (stopping_ || !env_.clock.advances_by_itself() || due <= now) break;
+        // Claims are never made more than the tolerance ahead: a deadline further off means
+        // the clock stepped back since. Holding the run (and its lease, and a slot) for as
+        // long as the step is no use: it goes back to sleep in the store.
+        if (due - now > kClockStepTolerance) {
+          hand_back = true;
+          break;
+        }
+        // The time left, waited for on the monotonic clock: a wait for a system-clock time
+        // would last as long as the step if the clock stepped back meanwhile. The duration is
+        // taken from a precise reading, not from the engine's milliseconds.
+        work_cv_.wait_for(lock, std::chrono::system_clock::time_point(due) - std::chrono::system_clock::now());
       }
       if (!tasks_.empty()) {
         std::function<void()> task = std::move(tasks_.front());
@@ -157,7 +169,7 @@ void Executor::worker_loop() {
     }
     std::string run_id = run.run_id;
     RunExecution execution(env_, std::move(run));
-    if (env_.stopping.load()) {
+    if (env_.stopping.load() || hand_back) {
       execution.release();
     } else {
       execution.execute();

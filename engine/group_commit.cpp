@@ -1,9 +1,29 @@
 #include "engine/group_commit.hpp"
 
+#include <fmt/format.h>
+
+#include "engine/crash_points.hpp"
+#include "engine/log.hpp"
 #include "engine/sqlite.hpp"
 #include "engine/thread_name.hpp"
+#include "engine/wal_checkpointer.hpp"
 
 namespace durable {
+
+namespace {
+
+// In a catch block: rethrows the exception being handled if it is a fatal StoreError, which
+// fails the whole batch (and the writer) instead of only the work that threw it.
+void rethrow_if_fatal() {
+  try {
+    throw;
+  } catch (const StoreError& e) {
+    if (e.is_fatal()) throw;
+  } catch (...) {
+  }
+}
+
+}  // namespace
 
 GroupCommitWriter::GroupCommitWriter(SqliteDb& db, std::mutex* db_mu, size_t max_batch)
     : db_(db), db_mu_(db_mu), max_batch_(max_batch), thread_([this] { loop(); }) {}
@@ -18,6 +38,7 @@ GroupCommitWriter::~GroupCommitWriter() {
 }
 
 void GroupCommitWriter::write(const std::function<void(SqliteDb&)>& work) {
+  if (failed_.load(std::memory_order_acquire)) std::rethrow_exception(failure_);
   Pending pending;
   pending.work = &work;
   {
@@ -98,6 +119,43 @@ void GroupCommitWriter::pause_writes(const std::function<void()>& fn) {
 
 size_t GroupCommitWriter::queued() const { return queued_.load(std::memory_order_relaxed); }
 
+std::optional<std::string> GroupCommitWriter::failure() const {
+  if (!failed_.load(std::memory_order_acquire)) return std::nullopt;
+  return failure_text_;  // written before failed_ was set, never again
+}
+
+void GroupCommitWriter::fail(const StoreError& cause) { fail_with(cause); }
+
+void GroupCommitWriter::set_failure_listener(std::function<void(const std::string&)> listener) {
+  std::lock_guard lock(failure_mu_);
+  failure_listener_ = std::move(listener);
+}
+
+std::exception_ptr GroupCommitWriter::fail_with(const StoreError& cause) {
+  std::function<void(const std::string&)> listener;
+  {
+    std::lock_guard lock(failure_mu_);
+    if (failed_.load(std::memory_order_relaxed)) return failure_;  // the first cause stands
+    failure_text_ = fmt::format("the store stopped writing after an I/O error and the process must be restarted ({})",
+                                cause.what());
+    failure_ = std::make_exception_ptr(StoreError(cause.code(), failure_text_));
+    failed_.store(true, std::memory_order_release);
+    listener = failure_listener_;
+  }
+  log(LogLevel::error, "store failed: every write is refused until the process restarts",
+      {{"error", cause.what()}, {"code", std::to_string(cause.code())}});
+  if (listener) listener(failure_text_);
+  return failure_;
+}
+
+void GroupCommitWriter::set_wal_checkpointer(WalCheckpointer* checkpointer) {
+  std::unique_lock lock(mu_);
+  ++pausers_;  // so that whoever is committing wakes us when done
+  cv_.wait(lock, [&] { return !committing_; });
+  --pausers_;
+  wal_ = checkpointer;
+}
+
 void GroupCommitWriter::loop() {
   name_this_thread("durable-writer");
   std::vector<Pending*> batch;
@@ -129,16 +187,34 @@ void GroupCommitWriter::loop() {
 void GroupCommitWriter::commit_or_fail(std::span<Pending*> batch) {
   std::unique_lock<std::mutex> shared;
   if (db_mu_) shared = std::unique_lock(*db_mu_);
+  if (failed_.load(std::memory_order_acquire)) {
+    // Work queued before the failure: refused like every write after it. Its callers have
+    // not been answered yet, so nothing is acknowledged after the failure.
+    for (Pending* p : batch) p->error = failure_;
+    return;
+  }
   try {
+    // Back-pressure: the WAL's bound is checked before each transaction (one atomic load),
+    // and enforced by checkpointing here, with every writer of this process waiting, when
+    // the checkpoint thread has not kept up.
+    if (wal_ && wal_->over_limit()) wal_->make_room();
     commit_batch(batch);
   } catch (...) {
-    // BEGIN, COMMIT or a savepoint failed (busy past every retry, I/O error, disk full):
-    // nothing in this batch committed.
+    // BEGIN, COMMIT or a savepoint failed (busy past every retry, I/O error, disk full), or
+    // work hit a fatal error: nothing in this batch committed.
     auto error = std::current_exception();
     try {
       db_.exec("ROLLBACK");
     } catch (...) {
       // No transaction was open, or SQLite already rolled it back.
+    }
+    try {
+      std::rethrow_exception(error);
+    } catch (const StoreError& e) {
+      // Set before any caller of this batch is woken: a caller that learns of the failure
+      // can never see a later write acknowledged.
+      if (e.is_fatal()) error = fail_with(e);
+    } catch (...) {
     }
     for (Pending* p : batch) p->error = error;
   }
@@ -156,6 +232,7 @@ void GroupCommitWriter::commit_batch(std::span<Pending*> batch) {
     try {
       (*p->work)(db_);
     } catch (...) {
+      rethrow_if_fatal();
       failed = true;
       break;
     }
@@ -172,13 +249,16 @@ void GroupCommitWriter::commit_batch(std::span<Pending*> batch) {
         db_.cached("RELEASE work").exec();
         ++succeeded;
       } catch (...) {
+        rethrow_if_fatal();
         p->error = std::current_exception();
         db_.cached("ROLLBACK TO work").exec();
         db_.cached("RELEASE work").exec();
       }
     }
   }
+  crash_point(CrashPoint::before_commit);
   db_.cached("COMMIT").exec();
+  crash_point(CrashPoint::after_commit);  // durable, and no caller told yet
   commits_.fetch_add(1, std::memory_order_relaxed);
   writes_.fetch_add(succeeded, std::memory_order_relaxed);
 }

@@ -4,6 +4,13 @@
 // queues up and goes into the next one. The fsync cost is shared by everyone in a batch, so
 // throughput grows with the number of concurrent callers. When nothing is being written, a
 // caller commits its work itself, which spares a lone caller two thread wake-ups.
+//
+// Fail-stop: the first fatal StoreError (StoreError::is_fatal: a failed fsync, any I/O error)
+// in a transaction, or reported by fail(), puts the writer in a failed state for good: that
+// transaction's callers and every later write get a StoreError saying the store stopped and
+// the process must be restarted. After a failed fsync the kernel may have dropped the pages
+// it could not write, so nothing written afterwards could be trusted to be on disk; recovery
+// after a restart reads only what is.
 #pragma once
 
 #include <atomic>
@@ -13,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <condition_variable>
 #include <thread>
@@ -21,6 +29,8 @@
 namespace durable {
 
 class SqliteDb;
+class StoreError;
+class WalCheckpointer;
 
 class GroupCommitWriter {
  public:
@@ -39,7 +49,26 @@ class GroupCommitWriter {
   // than once (after another caller's work threw, the batch is redone): it must set its
   // results afresh each time. If the transaction cannot begin or commit, every caller in it
   // gets the StoreError. Thread-safe; must not be called from inside `work`.
+  // Once the writer has failed (see failure()), throws that StoreError without running
+  // `work`. May wait for a checkpoint first when the WAL is at its bound (WalCheckpointer).
   void write(const std::function<void(SqliteDb&)>& work);
+
+  // Why the writer stopped ("the store stopped writing after an I/O error ..."), or nullopt
+  // while it works. Thread-safe; one atomic load while it works.
+  std::optional<std::string> failure() const;
+  bool failed() const { return failed_.load(std::memory_order_acquire); }
+  // Puts the writer in the failed state because of `cause` (which must be fatal), unless it
+  // failed already; for failures found beside it (a checkpoint's fsync). Thread-safe.
+  void fail(const StoreError& cause);
+  // Called once, on the thread that found the failure, after the state is set: the engine
+  // stops the process. Set before the first write.
+  void set_failure_listener(std::function<void(const std::string& failure)> listener);
+
+  // Before each transaction, while `checkpointer->over_limit()`, the thread about to commit
+  // runs `checkpointer->make_room()` (back-pressure: the WAL does not grow past its bound).
+  // Waits for a transaction in progress to end; nullptr detaches. The checkpointer must stay
+  // alive until it is detached.
+  void set_wal_checkpointer(WalCheckpointer* checkpointer);
 
   // Runs `fn` while no write of this writer is in progress, holding new ones back until it
   // returns (the WAL checkpointer's catch-up). Thread-safe; `fn` must not call write().
@@ -78,6 +107,9 @@ class GroupCommitWriter {
   // itself fails.
   void commit_batch(std::span<Pending*> batch);
   void begin();
+  // Sets the failed state from `cause` (fatal) if not set yet; returns the error every caller
+  // gets from now on.
+  std::exception_ptr fail_with(const StoreError& cause);
 
   SqliteDb& db_;
   std::mutex* db_mu_;
@@ -90,6 +122,15 @@ class GroupCommitWriter {
   bool committing_ = false;     // guarded by mu_: a thread (the writer, or a caller) is using db_
   int pausers_ = 0;             // guarded by mu_: pause_writes() calls waiting for their turn
   bool stopping_ = false;       // guarded by mu_
+  WalCheckpointer* wal_ = nullptr;  // set under mu_ while !committing_; read by the committer
+
+  // The failed state. failure_ is written once, under failure_mu_, before failed_ becomes
+  // true (release); it is read only after failed_ was seen true (acquire).
+  std::atomic<bool> failed_{false};
+  std::mutex failure_mu_;
+  std::exception_ptr failure_;  // a StoreError
+  std::string failure_text_;
+  std::function<void(const std::string&)> failure_listener_;
 
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> writes_{0};

@@ -1,308 +1,472 @@
 #include "engine/http_server.hpp"
 
-// With alert_webhook.cpp (a client), the only engine file that includes httplib (it is large,
-// and its types stay out of every other translation unit).
-#include <httplib.h>
-#include <sys/socket.h>
+// Boost.Beast over Asio (Debian's libboost-dev, header-only): connections are served by a
+// few network threads without blocking, each connection's steps run on its own strand, and
+// handlers run on a separate pool. cpp-httplib, which served the API before, gives each
+// connection a thread of a fixed pool for as long as it is open and limits reads one at a
+// time: eight clients sending a header line every 2 s took every thread and the server
+// stopped answering (docs/architecture.md, "HTTP").
+#include <sys/resource.h>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 
 #include <algorithm>
-#include <cctype>
+#include <atomic>
+#include <condition_variable>
+#include <limits>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
+#include "engine/http_encoding.hpp"
 #include "engine/log.hpp"
 #include "engine/request_error.hpp"
 #include "engine/thread_name.hpp"
 
 namespace durable {
 
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using SteadyTime = std::chrono::steady_clock::time_point;
+
 namespace {
 
-std::string default_message(int status, size_t max_request_bytes) {
-  switch (status) {
-    case 400: return "bad request";
-    case 404: return "no such endpoint";
-    case 405: return "method not allowed";
-    case 413: return fmt::format("the request is larger than the limit of {} bytes", max_request_bytes);
-    default: return fmt::format("HTTP {}", status);
-  }
-}
+// The network threads: parsing and socket work only, so two keep up with many connections.
+constexpr int kNetworkThreads = 2;
+// How long stop() waits for answers of requests already being handled to go out.
+constexpr std::chrono::seconds kStopGrace{5};
+// After refusing a request whose body was not read, the connection is closed only once the
+// client stopped sending or this much time or data went by (a close with unread data makes
+// the kernel send a reset, which can destroy the answer before the client reads it).
+constexpr std::chrono::seconds kLingerTime{2};
+constexpr size_t kLingerBytes = 1024 * 1024;
+// Answers smaller than this are sent uncompressed: gzip would save nothing worth its time.
+constexpr size_t kCompressMin = 1024;
 
-// "/v1/runs/{id}/cancel" -> "/v1/runs/([^/]+)/cancel": httplib routes by regular expression.
-std::string path_regex(const std::string& path) {
-  std::string out;
-  for (size_t i = 0; i < path.size(); ++i) {
-    if (path[i] == '{') {
-      i = path.find('}', i);
-      out += "([^/]+)";
-    } else if (path[i] == '.') {
-      out += "\\.";
-    } else {
-      out += path[i];
-    }
-  }
-  return out;
-}
-
-bool key_in(const std::vector<std::string>& keys, std::string_view key) {
-  bool found = false;
-  for (const auto& k : keys) found |= equal_constant_time(k, key);  // no early exit
-  return found;
-}
-
-// A request's path as logged: POST /e/{key} carries the event key in its path, and no key is
-// ever written to the log.
-std::string loggable_path(const std::string& path) { return path.rfind("/e/", 0) == 0 ? "/e/{key}" : path; }
-
-void send(httplib::Response& res, const HttpResponse& r) {
-  res.status = r.status;
-  for (const auto& [name, value] : r.headers) res.set_header(name, value);
-  res.set_content(r.body, r.content_type.c_str());
-}
-
-HttpResponse redirect(const std::string& location) {
-  return HttpResponse{.status = 303, .body = "", .content_type = "text/plain", .headers = {{"Location", location}}};
-}
-
-// Accept-Encoding without "br". httplib (Debian's 0.11.4, built with Brotli into its shared
-// library) compresses an answer with Brotli whenever the client accepts it (browsers and
-// httplib's own client do), at Brotli's slowest quality: about 1 s for the 300 KB of a run
-// with 1,000 steps, where gzip, its next choice, takes some 30 ms. It has no setting for
-// this, so the header is rewritten before routing.
-std::string without_brotli(const std::string& accept_encoding) {
-  std::string out;
-  size_t at = 0;
-  while (at <= accept_encoding.size()) {
-    size_t comma = std::min(accept_encoding.find(',', at), accept_encoding.size());
-    std::string_view token = std::string_view(accept_encoding).substr(at, comma - at);
-    while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
-    std::string_view name = token.substr(0, token.find(';'));
-    while (!name.empty() && name.back() == ' ') name.remove_suffix(1);
-    if (!token.empty() && name != "br") out += (out.empty() ? "" : ", ") + std::string(token);
-    at = comma + 1;
-  }
-  return out;
-}
-
-// Whether a request made with the session cookie comes from the dashboard's own pages. The
-// cookie is SameSite=Strict, but a "site" spans every port and subdomain of a host: a page
-// served from another port of 127.0.0.1 could make the browser send it. A change (any method
-// but GET) is therefore accepted only as the dashboard sends it: JSON, which a page of
-// another origin can only send after a CORS preflight this server never answers, and, from
-// browsers that say where a request comes from, from the same origin.
-bool from_dashboard(const HttpRequest& request, HttpResponse& response) {
-  if (request.method == "GET") return true;
-  std::string site = request.header("Sec-Fetch-Site");
-  bool json = request.header("Content-Type").starts_with("application/json");
-  if (json && (site.empty() || site == "same-origin" || site == "none")) return true;
-  response = error_response(403, "a change made with the dashboard's session must come from its pages: "
-                                 "JSON from the same origin (or use Authorization: Bearer <API key>)");
-  return false;
-}
-
-// The value of `name` in an application/x-www-form-urlencoded body, decoded; "" when absent.
-std::string form_value(const std::string& body, const std::string& name) {
-  httplib::Params params;
-  httplib::detail::parse_query_text(body, params);
-  auto it = params.find(name);
-  return it == params.end() ? std::string() : it->second;
+bool compressible(std::string_view content_type) {
+  return content_type.starts_with("application/json") || content_type.starts_with("text/");
 }
 
 }  // namespace
 
-bool equal_constant_time(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
+struct HttpServer::State {
+  State(const ServeOptions& o, std::unique_ptr<HttpRouter> r)
+      : options(o), router(std::move(r)), acceptor(net::make_strand(ioc)), handlers(static_cast<size_t>(o.handler_threads)) {}
 
-HttpResponse error_response(int status, const std::string& message) {
-  // The message may quote the request (an id, a parameter), which may not be valid UTF-8.
-  return HttpResponse{status, nlohmann::json{{"error", message}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
-}
+  const ServeOptions options;
+  std::unique_ptr<HttpRouter> router;
 
-HttpServer::HttpServer(const ServeOptions& options, HttpKeys keys, std::vector<Route> routes)
-    : options_(options), keys_(std::move(keys)), server_(std::make_unique<httplib::Server>()) {
-  auto& s = *server_;
-  // Bodies over the request limit are refused by httplib before they are read (413). The
-  // event handler repeats the check for the per-event limit, which needs the parsed JSON.
-  s.set_payload_max_length(options_.max_request_bytes);
-  // Answers go out as two writes (headers, then body): without TCP_NODELAY the body waits
-  // for the client's delayed ACK, some 40 ms on Linux.
-  s.set_tcp_nodelay(true);
-  // SO_REUSEADDR only. httplib also sets SO_REUSEPORT, with which a second engine started on
-  // the same port would share its connections instead of failing to start.
-  s.set_socket_options([](int sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-  });
-  // httplib hands the request over as const, but it is its own non-const object (a local of
-  // its connection loop), so changing it here is well-defined.
-  s.set_pre_routing_handler([](const httplib::Request& req, httplib::Response&) {
-    auto [from, to] = const_cast<httplib::Request&>(req).headers.equal_range("Accept-Encoding");
-    for (auto it = from; it != to; ++it) {
-      if (it->second.find("br") != std::string::npos) it->second = without_brotli(it->second);
-    }
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
+  std::mutex mu;
+  std::condition_variable answered;                     // in_flight went down
+  bool started = false;                                 // guarded by mu
+  bool stopping = false;                                // guarded by mu
+  int in_flight = 0;                                    // guarded by mu: handed to `handlers`, answer not yet sent
+  std::unordered_map<Connection*, std::weak_ptr<Connection>> open;  // guarded by mu
+  std::atomic<int> connections{0};
 
-  for (Route& route : routes) {
-    auto handler = [this, access = route.access, fn = std::move(route.handler), method = route.method](
-                       const httplib::Request& req, httplib::Response& res) {
-      HttpRequest request;
-      request.method = method;
-      request.path = req.path;
-      request.body = req.body;
-      for (size_t i = 1; i < req.matches.size(); ++i) request.path_params.push_back(req.matches[i].str());
-      for (const auto& [name, value] : req.params) request.query.emplace(name, value);  // keeps the first
-      request.header = [&req](const char* name) { return req.get_header_value(name); };
-      HttpResponse response;
-      if (authorized(access, request, response)) {
-        try {
-          response = fn(request);
-        } catch (const RequestError& e) {
-          response = error_response(e.status(), e.what());
-        }
-      }
-      send(res, response);
-    };
-    std::string pattern = path_regex(route.path);
-    if (route.method == "GET") {
-      s.Get(pattern, std::move(handler));
-    } else {
-      s.Post(pattern, std::move(handler));
-    }
+  // Declared after what connections use: destroying these destroys the connections that
+  // pending work still holds, which then update the members above.
+  net::io_context ioc;
+  tcp::acceptor acceptor;  // on a strand of its own: stop() closes it from another thread
+  net::thread_pool handlers;  // runs the routes' handlers
+  std::vector<std::thread> network_threads;
+
+  void accept();
+};
+
+// One client connection: a loop of wait for a request, read its head, admit it, read its
+// body, handle it (on the handler pool), write the answer. Every step runs on the
+// connection's strand, but for the handling of a request and the first attempt to write its
+// answer, which the handler's thread does while nothing else touches the connection.
+class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(tcp::socket socket, State& state)
+      : state_(state),
+        stream_(std::move(socket)),
+        buffer_(state.options.max_header_bytes + 64 * 1024) {
+    state_.connections.fetch_add(1);
+  }
+  ~Connection() {
+    state_.connections.fetch_sub(1);
+    std::lock_guard lock(state_.mu);
+    state_.open.erase(this);
   }
 
-  add_login_routes();
-
-  s.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
-    std::string what = "unknown error";
-    try {
-      std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
+  void start() {
+    {
+      std::lock_guard lock(state_.mu);
+      if (state_.stopping) return;
+      state_.open.emplace(this, weak_from_this());
     }
-    log(LogLevel::error, "request failed", {{"path", loggable_path(req.path)}, {"error", what}});
-    send(res, error_response(500, "internal error: " + what));
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      // Synchronous writes (write_from_handler) must never block a handler thread on a slow
+      // reader; asynchronous operations are unaffected by this mode.
+      beast::error_code ignored;
+      self->stream_.socket().non_blocking(true, ignored);
+      self->wait_for_request();
+    });
+  }
+
+  // From stop(): closes the connection unless a request of it is being handled, whose
+  // answer then goes out before the close.
+  void close_when_idle() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] {
+      self->closing_ = true;
+      if (!self->busy_) self->close();
+    });
+  }
+
+ private:
+  void close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.close();
+  }
+
+  // Between requests: the idle timeout runs until the next request's first byte.
+  void wait_for_request() {
+    if (closing_) return close();
+    request_ = HttpRequest{};
+    route_ = nullptr;
+    parser_.reset();
+    if (buffer_.size() > 0) return read_head(std::chrono::steady_clock::now());  // pipelined
+    stream_.expires_after(state_.options.idle_timeout);
+    stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t n) {
+      if (ec) return;  // closed by the client, or idle too long (the stream closed itself)
+      self->buffer_.commit(n);
+      self->read_head(std::chrono::steady_clock::now());
+    });
+  }
+
+  void read_head(SteadyTime first_byte) {
+    first_byte_ = first_byte;
+    parser_.emplace();
+    parser_->header_limit(static_cast<uint32_t>(state_.options.max_header_bytes));
+    // No body limit yet: with one, a Content-Length over it fails the head itself, before
+    // the route and the credentials are known (an unauthenticated request must get 401).
+    // (The largest value, not boost::none: Beast 1.74 compares a Content-Length with the
+    // limit as an optional, and any length is more than none.)
+    parser_->body_limit(std::numeric_limits<uint64_t>::max());
+    // One deadline for the whole head, however it trickles in: not a timeout per read.
+    stream_.expires_at(first_byte_ + state_.options.header_timeout);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = shared_from_this()](beast::error_code ec, size_t) { self->on_head(ec); });
+  }
+
+  void on_head(beast::error_code ec) {
+    if (ec == beast::error::timeout || ec == http::error::end_of_stream || ec == net::error::eof ||
+        ec == net::error::operation_aborted || ec == net::error::connection_reset) {
+      return;  // gone, or too slow: the stream is closed
+    }
+    if (ec == http::error::header_limit || ec == http::error::buffer_overflow) return refuse(state_.router->refusal(431));
+    if (ec) return refuse(state_.router->refusal(400, fmt::format("malformed HTTP request: {}", ec.message())));
+
+    const auto& head = parser_->get();
+    request_.method = std::string(head.method_string());
+    if (!parse_target(std::string_view(head.target().data(), head.target().size()), request_.path, request_.query)) {
+      return refuse(state_.router->refusal(400, "the request target must be a path starting with '/'"));
+    }
+    for (const auto& field : head) {
+      request_.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    }
+    beast::error_code ignored;
+    request_.remote_addr = stream_.socket().remote_endpoint(ignored).address().to_string(ignored);
+
+    // Who may call what is settled before a byte of the body is read.
+    HttpRouter::Admission admission = state_.router->admit(request_);
+    if (admission.refusal) return refuse(std::move(*admission.refusal));
+    route_ = admission.route;
+    if (auto length = parser_->content_length(); length && *length > state_.options.max_request_bytes) {
+      return refuse(state_.router->refusal(413));
+    }
+    parser_->body_limit(static_cast<uint64_t>(state_.options.max_request_bytes));
+    if (parser_->is_done()) return handle();
+    if (beast::iequals(head[http::field::expect], "100-continue")) {
+      auto go_on = std::make_shared<http::response<http::empty_body>>(http::status::continue_, head.version());
+      stream_.expires_at(first_byte_ + state_.options.request_timeout);
+      return http::async_write(stream_, *go_on, [self = shared_from_this(), go_on](beast::error_code ec, size_t) {
+        if (!ec) self->read_body();
+      });
+    }
+    read_body();
+  }
+
+  void read_body() {
+    // The body shares the request's deadline; it is counted as it arrives (body_limit), so
+    // a chunked body cannot grow past the limit either.
+    stream_.expires_at(first_byte_ + state_.options.request_timeout);
+    http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (ec == http::error::body_limit) return self->refuse(self->state_.router->refusal(413));
+      if (ec == beast::error::timeout || ec == http::error::end_of_stream || ec == net::error::eof ||
+          ec == net::error::operation_aborted || ec == net::error::connection_reset || ec == net::error::broken_pipe) {
+        return;
+      }
+      if (ec) return self->refuse(self->state_.router->refusal(400, fmt::format("malformed HTTP body: {}", ec.message())));
+      self->handle();
+    });
+  }
+
+  void handle() {
+    request_.body = std::move(parser_->get().body());
+    keep_alive_ = parser_->keep_alive();
+    head_only_ = request_.method == "HEAD";
+    version_ = parser_->get().version();
+    bool gzip_ok = accepts_gzip(request_.header("Accept-Encoding"));
+    std::string coding = request_.header("Content-Encoding");
+    if (route_->quick && coding.empty()) {
+      return respond(finish(state_.router->handle(*route_, request_), gzip_ok));
+    }
+    std::lock_guard lock(state_.mu);
+    if (state_.stopping) return close();
+    ++state_.in_flight;
+    busy_ = true;
+    // From here until the answer is out nothing runs on this connection's strand: no read is
+    // outstanding, and the deadline is off (it comes back for the write, if one is needed).
+    stream_.expires_never();
+    // Posted under mu: stop() sets `stopping` under mu before it joins the pool, so every
+    // request counted in in_flight is in the pool's queue by then.
+    net::post(state_.handlers, [self = shared_from_this(), gzip_ok, coding = std::move(coding)] {
+      HttpResponse response;
+      try {
+        self->request_.body = decode_body(std::move(self->request_.body), coding, self->state_.options.max_request_bytes);
+        response = self->state_.router->handle(*self->route_, self->request_);
+      } catch (const RequestError& e) {
+        response = error_response(e.status(), e.what());
+      }
+      self->write_from_handler(self->make_response(self->finish(std::move(response), gzip_ok)));
+    });
+  }
+
+  // On the handler's thread: writes the answer straight to the socket, which nothing else
+  // uses meanwhile (see handle()). Usually it all goes into the socket's buffer at once, and
+  // the client has its answer without a hand-off to a network thread; whatever the socket
+  // does not take is written by the strand.
+  void write_from_handler(std::shared_ptr<http::response<http::string_body>> res) {
+    auto serializer = std::make_shared<http::serializer<false, http::string_body>>(*res);
+    beast::error_code ec;
+    do {
+      http::write_some(stream_.socket(), *serializer, ec);  // the socket is non-blocking
+    } while (!ec && !serializer->is_done());
+    net::post(stream_.get_executor(), [self = shared_from_this(), res, serializer, ec] {
+      if (ec != net::error::would_block && ec != net::error::try_again) return self->written(ec, res->keep_alive(), true);
+      self->stream_.expires_after(self->state_.options.write_timeout);
+      http::async_write(self->stream_, *serializer, [self, res, serializer](beast::error_code ec, size_t) {
+        self->written(ec, res->keep_alive(), true);
+      });
+    });
+  }
+
+  // Security headers and compression (on the thread that has the answer, so a handler
+  // thread pays for compressing what its handler made).
+  HttpResponse finish(HttpResponse response, bool gzip_ok) const {
+    HttpRouter::add_security_headers(response);
+    if (gzip_ok && !head_only_ && response.body.size() >= kCompressMin && compressible(response.content_type)) {
+      std::string packed = gzip(response.body);
+      if (!packed.empty()) {
+        response.body = std::move(packed);
+        response.headers.emplace_back("Content-Encoding", "gzip");
+        response.headers.emplace_back("Vary", "Accept-Encoding");
+      }
+    }
+    return response;
+  }
+
+  std::shared_ptr<http::response<http::string_body>> make_response(HttpResponse r) const {
+    auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(r.status), version_);
+    res->set(http::field::content_type, r.content_type);
+    for (const auto& [name, value] : r.headers) res->insert(name, value);
+    res->keep_alive(keep_alive_ && !closing_);
+    size_t length = r.body.size();
+    if (!head_only_) res->body() = std::move(r.body);
+    res->content_length(length);
+    return res;
+  }
+
+  // A quick route's answer, on the strand.
+  void respond(HttpResponse r) {
+    auto res = make_response(std::move(r));
+    stream_.expires_after(state_.options.write_timeout);
+    http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, size_t) {
+      self->written(ec, res->keep_alive(), false);
+    });
+  }
+
+  // The answer is out (or could not be sent): on to the next request, or closed. `counted`:
+  // it was a request of the handler pool, counted in State::in_flight.
+  void written(beast::error_code ec, bool keep_alive, bool counted) {
+    if (counted) answered();
+    if (ec || !keep_alive) return close();
+    wait_for_request();
+  }
+
+  void answered() {
+    busy_ = false;
+    {
+      std::lock_guard lock(state_.mu);
+      --state_.in_flight;
+    }
+    state_.answered.notify_all();
+  }
+
+  // Answers a request refused before (all of) its body was read, then closes the connection.
+  void refuse(HttpResponse r) {
+    HttpRouter::add_security_headers(r);
+    auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(r.status),
+                                                                     parser_ ? parser_->get().version() : 11);
+    res->set(http::field::content_type, r.content_type);
+    for (const auto& [name, value] : r.headers) res->insert(name, value);
+    res->keep_alive(false);
+    res->content_length(r.body.size());
+    if (request_.method != "HEAD") res->body() = std::move(r.body);
+    stream_.expires_after(state_.options.write_timeout);
+    http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, size_t) {
+      if (ec) return self->close();
+      beast::error_code ignored;
+      self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      self->lingered_ = 0;
+      self->stream_.expires_after(kLingerTime);
+      self->linger();
+    });
+  }
+
+  // Reads and drops what the client still sends, until it closes, kLingerTime passes or
+  // kLingerBytes went by.
+  void linger() {
+    buffer_.clear();
+    stream_.async_read_some(buffer_.prepare(16 * 1024), [self = shared_from_this()](beast::error_code ec, size_t n) {
+      self->lingered_ += n;
+      if (ec || self->lingered_ >= kLingerBytes) return self->close();
+      self->linger();
+    });
+  }
+
+  State& state_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  HttpRequest request_;
+  const Route* route_ = nullptr;
+  SteadyTime first_byte_{};
+  unsigned version_ = 11;
+  bool keep_alive_ = true;
+  bool head_only_ = false;
+  bool busy_ = false;                // a request is with the handlers
+  std::atomic<bool> closing_{false};  // the server is stopping: close after the current answer
+  size_t lingered_ = 0;
+};
+
+void HttpServer::State::accept() {
+  acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+    if (ec == net::error::operation_aborted || !acceptor.is_open()) return;  // stopping
+    if (ec) {
+      // Out of file descriptors (or the like): wait a moment rather than spin; the
+      // connections already open go on being served and free theirs.
+      log(LogLevel::warn, "cannot accept a connection", {{"error", ec.message()}});
+      auto timer = std::make_shared<net::steady_timer>(acceptor.get_executor(), std::chrono::milliseconds(100));
+      timer->async_wait([this, timer](beast::error_code) { accept(); });
+      return;
+    }
+    if (connections.load() >= options.max_connections) {
+      // Refused at once, with an answer that says why, written without waiting for the
+      // client (a blocking write is bounded by the socket's send buffer, which is empty).
+      static constexpr std::string_view kBusy =
+          "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+          "Retry-After: 1\r\nContent-Length: 58\r\n\r\n{\"error\": \"too many connections to this server; try again\"}";
+      beast::error_code ignored;
+      socket.non_blocking(true, ignored);
+      socket.write_some(net::buffer(kBusy), ignored);
+      socket.close(ignored);
+    } else {
+      std::make_shared<Connection>(std::move(socket), *this)->start();
+    }
+    accept();
   });
-  s.set_error_handler([this](const httplib::Request&, httplib::Response& res) {
-    // Errors that no handler answered (unknown route, body over the limit): JSON too.
-    if (res.body.empty()) send(res, error_response(res.status, default_message(res.status, options_.max_request_bytes)));
-  });
+}
+
+HttpServer::HttpServer(const ServeOptions& options, std::unique_ptr<HttpRouter> router)
+    : state_(std::make_unique<State>(options, std::move(router))) {
+  if (options.handler_threads < 1) throw Error("ServeOptions::handler_threads must be at least 1");
+  if (options.max_connections < 1) throw Error("ServeOptions::max_connections must be at least 1");
 }
 
 HttpServer::~HttpServer() { stop(); }
 
-std::string HttpServer::session_token(const HttpRequest& request) {
-  // Cookie: a=1; durable_session=<token>; b=2
-  std::string cookies = request.header("Cookie");
-  std::string prefix = std::string(kSessionCookie) + "=";
-  size_t at = 0;
-  while (at < cookies.size()) {
-    size_t end = cookies.find(';', at);
-    if (end == std::string::npos) end = cookies.size();
-    std::string_view part = std::string_view(cookies).substr(at, end - at);
-    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
-    if (part.starts_with(prefix)) return std::string(part.substr(prefix.size()));
-    at = end + 1;
-  }
-  return {};
-}
-
-void HttpServer::add_login_routes() {
-  // The dashboard's login form posts the key here; a session cookie stands for it from then
-  // on. HttpOnly: page scripts cannot read it. SameSite=Strict: no other site's page can make
-  // the browser send it (no cross-site request forgery).
-  server_->Post("/login", [this](const httplib::Request& req, httplib::Response& res) {
-    std::string key = form_value(req.body, "api_key");
-    if (keys_.api_keys.empty()) {
-      send(res, redirect("/login?error=no-api-key"));
-      return;
-    }
-    if (key.empty() || !key_in(keys_.api_keys, key)) {
-      log(LogLevel::warn, "dashboard login refused", {{"remote", req.remote_addr}});
-      send(res, redirect("/login?error=unknown-key"));
-      return;
-    }
-    HttpResponse response = redirect("/");
-    response.headers.emplace_back(
-        "Set-Cookie", fmt::format("{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", kSessionCookie,
-                                  sessions_.create(), std::chrono::seconds(Sessions::kLifetime).count()));
-    send(res, response);
-  });
-  server_->Post("/logout", [this](const httplib::Request& req, httplib::Response& res) {
-    HttpRequest request;
-    request.header = [&req](const char* name) { return req.get_header_value(name); };
-    sessions_.end(session_token(request));
-    HttpResponse response = redirect("/login");
-    response.headers.emplace_back("Set-Cookie", fmt::format("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0", kSessionCookie));
-    send(res, response);
-  });
-}
-
-bool HttpServer::authorized(Access access, const HttpRequest& request, HttpResponse& response) {
-  switch (access) {
-    case Access::open:
-      return true;
-    case Access::page:
-      if (sessions_.valid(session_token(request))) return true;
-      response = redirect("/login");
-      return false;
-    case Access::event_key:
-      if (!request.path_params.empty() && key_in(keys_.event_keys, request.path_params[0])) return true;
-      response = error_response(401, "unknown event key");
-      return false;
-    case Access::api_key: {
-      if (keys_.api_keys.empty()) {
-        response = error_response(401, "this server has no API key configured: start it with DURABLE_API_KEY "
-                                       "(or ServeOptions::api_keys) set");
-        return false;
-      }
-      std::string auth = request.header("Authorization");
-      constexpr std::string_view kBearer = "bearer ";
-      if (auth.empty() && sessions_.valid(session_token(request))) return from_dashboard(request, response);
-      if (auth.empty()) {
-        response = error_response(401, "missing API key: send the header \"Authorization: Bearer <key>\"");
-        return false;
-      }
-      // The scheme is case-insensitive (RFC 9110); the key is not.
-      bool bearer = auth.size() > kBearer.size() &&
-                    std::equal(kBearer.begin(), kBearer.end(), auth.begin(),
-                               [](char a, char b) { return a == std::tolower(static_cast<unsigned char>(b)); });
-      if (!bearer || !key_in(keys_.api_keys, std::string_view(auth).substr(kBearer.size()))) {
-        response = error_response(401, "unknown API key");
-        return false;
-      }
-      return true;
-    }
-  }
-  return false;
-}
-
 int HttpServer::start() {
-  int port = options_.port == 0 ? server_->bind_to_any_port(options_.host)
-                                : (server_->bind_to_port(options_.host, options_.port) ? options_.port : -1);
-  if (port < 0) {
-    throw Error(fmt::format("cannot listen on {}:{} (is the port in use?)", options_.host, options_.port));
+  State& s = *state_;
+  // Every connection is a file descriptor; the soft limit is often 1,024 while the hard one
+  // allows far more. Raising the soft limit up to the hard one needs no privilege.
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
   }
-  thread_ = std::thread([this] {
-    name_this_thread("durable-http");
-    server_->listen_after_bind();
-    listen_returned_ = true;
-  });
-  // httplib's stop() does nothing until the server is running; a stop() right after start()
-  // would then leave listen_after_bind() running for ever and stop() waiting for it.
-  while (!server_->is_running() && !listen_returned_) std::this_thread::yield();
+  beast::error_code ec;
+  auto address = net::ip::make_address(s.options.host, ec);
+  if (ec) throw Error(fmt::format("cannot listen on '{}': not an IP address", s.options.host));
+  tcp::endpoint endpoint(address, static_cast<unsigned short>(s.options.port));
+  s.acceptor.open(endpoint.protocol(), ec);
+  // SO_REUSEADDR only (a restarted server binds while old connections are in TIME_WAIT); not
+  // SO_REUSEPORT, with which a second engine on the same port would share its connections
+  // instead of failing to start.
+  if (!ec) s.acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) s.acceptor.bind(endpoint, ec);
+  if (!ec) s.acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    throw Error(fmt::format("cannot listen on {}:{} (is the port in use?): {}", s.options.host, s.options.port, ec.message()));
+  }
+  int port = s.acceptor.local_endpoint().port();
+  {
+    std::lock_guard lock(s.mu);
+    s.started = true;
+  }
+  s.accept();
+  for (int i = 0; i < kNetworkThreads; ++i) {
+    s.network_threads.emplace_back([&s] {
+      name_this_thread("durable-http");
+      s.ioc.run();
+    });
+  }
   return port;
 }
 
 void HttpServer::stop() {
-  if (server_) server_->stop();
-  if (thread_.joinable()) thread_.join();
+  State& s = *state_;
+  std::vector<std::shared_ptr<Connection>> open;
+  {
+    std::lock_guard lock(s.mu);
+    if (!s.started || s.stopping) return;
+    s.stopping = true;
+    for (auto& [raw, weak] : s.open) {
+      if (auto c = weak.lock()) open.push_back(std::move(c));
+    }
+  }
+  net::post(s.acceptor.get_executor(), [&s] {
+    beast::error_code ignored;
+    s.acceptor.close(ignored);
+  });
+  for (auto& c : open) c->close_when_idle();
+  open.clear();
+  // Requests being handled finish; their answers go out (each connection then closes).
+  s.handlers.join();
+  {
+    std::unique_lock lock(s.mu);
+    s.answered.wait_for(lock, kStopGrace, [&] { return s.in_flight == 0; });
+  }
+  s.ioc.stop();
+  for (auto& t : s.network_threads) t.join();
+  s.network_threads.clear();
 }
 
 }  // namespace durable

@@ -22,6 +22,22 @@ std::string encode_id(const std::array<uint8_t, 16>& bytes) {
   return out;
 }
 
+std::optional<std::array<uint8_t, 16>> decode_id(std::string_view text) {
+  if (text.size() != 26 || text[0] < '0' || text[0] > '7') return std::nullopt;
+  unsigned __int128 v = 0;
+  for (char c : text) {
+    const char* digit = std::find(kAlphabet, kAlphabet + 32, c);
+    if (digit == kAlphabet + 32) return std::nullopt;
+    v = (v << 5) | static_cast<unsigned>(digit - kAlphabet);
+  }
+  std::array<uint8_t, 16> bytes{};
+  for (int i = 15; i >= 0; --i) {
+    bytes[static_cast<size_t>(i)] = static_cast<uint8_t>(v & 0xff);
+    v >>= 8;
+  }
+  return bytes;
+}
+
 IdGenerator::IdGenerator() {
   std::random_device rd;
   std::seed_seq seed{rd(), rd(), rd(), rd()};

@@ -2,121 +2,11 @@
 
 #include <algorithm>
 
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "engine/event_id_seed.hpp"
 
 namespace durable {
-
-namespace {
-
-// Checks one element of the request and builds the Event. `at` names it in messages.
-Event parse_event(const nlohmann::json& j, const std::string& at, const EventLimits& limits) {
-  if (!j.is_object()) throw RequestError(400, fmt::format("{}: an event must be a JSON object", at));
-  size_t size = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).size();
-  if (size > limits.max_event_bytes) {
-    throw RequestError(413, fmt::format("{}: the event is {} bytes; the limit is {} bytes", at, size, limits.max_event_bytes));
-  }
-  Event e;
-  auto name = j.find("name");
-  if (name == j.end() || name->is_null()) throw RequestError(400, fmt::format("{}: \"name\" is required", at));
-  if (!name->is_string()) throw RequestError(400, fmt::format("{}: \"name\" must be a string", at));
-  e.name = name->get<std::string>();
-
-  auto object_field = [&](const char* field, nlohmann::json& out) {
-    auto it = j.find(field);
-    if (it == j.end() || it->is_null()) return;
-    if (!it->is_object()) throw RequestError(400, fmt::format("{}: \"{}\" must be a JSON object", at, field));
-    out = *it;
-  };
-  object_field("data", e.data);
-  object_field("user", e.user);
-
-  if (auto it = j.find("id"); it != j.end() && !it->is_null()) {
-    if (!it->is_string()) throw RequestError(400, fmt::format("{}: \"id\" must be a string", at));
-    e.id = it->get<std::string>();
-  }
-  if (auto it = j.find("ts"); it != j.end() && !it->is_null()) {
-    if (!it->is_number_integer() || it->get<int64_t>() < 0) {
-      throw RequestError(400, fmt::format("{}: \"ts\" must be milliseconds since the Unix epoch (an integer)", at));
-    }
-    e.ts = from_millis(it->get<int64_t>());
-  }
-  if (auto it = j.find("v"); it != j.end() && !it->is_null()) {
-    if (!it->is_string()) throw RequestError(400, fmt::format("{}: \"v\" must be a string", at));
-    e.v = it->get<std::string>();
-  }
-  try {
-    validate_event(e);
-  } catch (const RequestError& err) {
-    throw RequestError(err.status(), fmt::format("{}: {}", at, err.what()));
-  }
-  return e;
-}
-
-}  // namespace
-
-void validate_event(const Event& event) {
-  try {
-    validate_event_name(event.name);
-  } catch (const Error& e) {
-    throw RequestError(400, e.what());
-  }
-  // The engine's own events (lifecycle, invoke, cron) start runs and resolve waits: a sender
-  // who could forge them could, say, finish an invoking run with an output of its choosing.
-  if (event.name.starts_with(kReservedEventPrefix)) {
-    throw RequestError(400, fmt::format("event name '{}': names starting with \"{}\" are reserved for the engine's "
-                                        "own events",
-                                        event.name, kReservedEventPrefix));
-  }
-  if (!event.data.is_object()) throw RequestError(400, "\"data\" must be a JSON object");
-  if (!event.user.is_object()) throw RequestError(400, "\"user\" must be a JSON object");
-}
-
-std::vector<Event> parse_events(std::string_view body, const EventLimits& limits) {
-  if (body.size() > limits.max_request_bytes) {
-    throw RequestError(413, fmt::format("the request is {} bytes; the limit is {} bytes", body.size(), limits.max_request_bytes));
-  }
-  // The parser itself is not recursive, but copying, printing and freeing a value are: a
-  // body of a million '[' would overflow the stack there. Values nested too deep are
-  // discarded while parsing, and the request refused.
-  bool too_deep = false;
-  auto limit_depth = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
-    if ((event == nlohmann::json::parse_event_t::object_start || event == nlohmann::json::parse_event_t::array_start) &&
-        depth > kMaxJsonDepth) {
-      too_deep = true;
-      return false;
-    }
-    return true;
-  };
-  nlohmann::json parsed = nlohmann::json::parse(body, limit_depth, /*allow_exceptions=*/false);
-  if (too_deep) {
-    throw RequestError(400, fmt::format("the JSON is nested more than {} levels deep", kMaxJsonDepth));
-  }
-  if (parsed.is_discarded()) {
-    // Parse again with exceptions on, only to say where the JSON goes wrong.
-    try {
-      [[maybe_unused]] auto unreachable = nlohmann::json::parse(body);
-    } catch (const nlohmann::json::parse_error& e) {
-      throw RequestError(400, fmt::format("malformed JSON at byte {}: {}", e.byte, e.what()));
-    }
-    throw RequestError(400, "malformed JSON");
-  }
-  std::vector<Event> events;
-  if (parsed.is_array()) {
-    if (parsed.empty()) throw RequestError(400, "the request holds no events: send an event object or a non-empty array");
-    events.reserve(parsed.size());
-    for (size_t i = 0; i < parsed.size(); ++i) {
-      events.push_back(parse_event(parsed[i], fmt::format("event {}", i), limits));
-    }
-  } else if (parsed.is_object()) {
-    events.push_back(parse_event(parsed, "event", limits));
-  } else {
-    throw RequestError(400, "the body must be an event object or an array of events");
-  }
-  return events;
-}
 
 EventIngestor::EventIngestor(Options options, Store& store, const FunctionRegistry& functions, IdGenerator& ids,
                              Clock& clock, Executor& executor, Metrics& metrics, std::function<void()> notify)
@@ -187,7 +77,6 @@ std::vector<std::string> EventIngestor::ingest(std::vector<Event> events, std::s
                                     .event_id = run.event_id,
                                     .lease_epoch = 1,
                                     .attempt = 0,
-                                    .available_at = now,
                                     .created_at = now,
                                     .started_at = now,
                                     .fresh_event = event});

@@ -1,6 +1,5 @@
-// Ingest: turns incoming events into stored events and the runs they start. Parsing and
-// validation of the wire format (Inngest's event API) live here too, so the HTTP API and
-// Engine::send() accept and refuse exactly the same events.
+// Ingest: turns incoming events into stored events and the runs they start. The wire format
+// they arrive in is engine/event_format.hpp.
 #pragma once
 
 #include <chrono>
@@ -12,6 +11,7 @@
 #include <durable/errors.hpp>
 #include <durable/event.hpp>
 
+#include "engine/event_format.hpp"
 #include "engine/executor.hpp"
 #include "engine/function_registry.hpp"
 #include "engine/ids.hpp"
@@ -20,27 +20,6 @@
 #include "engine/store.hpp"
 
 namespace durable {
-
-// How deeply the JSON of a request may nest (objects and arrays).
-constexpr int kMaxJsonDepth = 100;
-
-struct EventLimits {
-  size_t max_event_bytes = 512 * 1024;         // one event's JSON text
-  size_t max_request_bytes = 3 * 1024 * 1024;  // the whole body
-};
-
-// Parses a POST /e/{key} body: one event object or an array of them. Throws RequestError
-// (400 for malformed JSON or an invalid event, naming its index and field; 413 over a
-// limit). All-or-nothing: nothing is returned unless every event is valid.
-std::vector<Event> parse_events(std::string_view body, const EventLimits& limits);
-
-// The names of the engine's own events (durable/function.finished, durable/cron, ...): no
-// sender may use them.
-constexpr std::string_view kReservedEventPrefix = "durable/";
-
-// Throws RequestError(400) unless `event` is valid (a name of 1-512 characters, not under
-// kReservedEventPrefix, object data and user).
-void validate_event(const Event& event);
 
 // How long a sender's event id deduplicates later events with the same id.
 constexpr std::chrono::hours kDedupWindow{24};

@@ -10,8 +10,10 @@
 #include <durable/context.hpp>
 #include <durable/errors.hpp>
 
+#include "engine/crash_points.hpp"
 #include "engine/expression.hpp"
 #include "engine/ingest.hpp"
+#include "engine/journal_decoder.hpp"
 #include "engine/json_text.hpp"
 #include "engine/parallel_group.hpp"
 #include "engine/log.hpp"
@@ -139,62 +141,31 @@ bool RunExecution::load() {
     journal_ = env_.store.load_journal(claim_.run_id);
     std::optional<StoredEvent> stored = env_.store.find_event(claim_.event_id);
     event_ = std::make_shared<const Event>(stored ? std::move(stored->event) : Event{});
+    crash_point(CrashPoint::replay_after_load);
   }
   if (journal_.empty()) {
     log(LogLevel::error, "claimed run has no journal", {{"run", claim_.run_id}});
     return false;
   }
   next_seq_ = static_cast<int64_t>(journal_.size());
-  bool finished = false;
-  for (const JournalEntry& e : journal_) {
-    switch (e.kind) {
-      case JournalKind::run_started:
-        started_payload_ = nlohmann::json::parse(e.payload);
-        break;
-      case JournalKind::step_completed:
-        outputs_[e.step_key] = nlohmann::json::parse(e.payload);
-        break;
-      case JournalKind::step_failed: {
-        int& failures = failed_attempts_[e.step_key];
-        failures = std::max(failures, e.attempt.value_or(0) + 1);
-        auto payload = nlohmann::json::parse(e.payload);
-        if (payload.value("final", false)) final_errors_[e.step_key] = payload.at("error");
-        break;
-      }
-      case JournalKind::sleep_scheduled:
-        sleeps_[e.step_key] = from_millis(nlohmann::json::parse(e.payload).at("until").get<int64_t>());
-        break;
-      case JournalKind::body_failed:
-        ++body_failures_;
-        break;
-      case JournalKind::wait_started:
-        waits_[e.step_key] = nlohmann::json::parse(e.payload);
-        break;
-      case JournalKind::wait_resolved:
-        resolved_[e.step_key] = nlohmann::json::parse(e.payload);
-        break;
-      case JournalKind::run_completed:
-      case JournalKind::run_failed:
-      case JournalKind::run_cancelled:
-        finished = true;
-        break;
-      case JournalKind::run_resumed:
-        // An operator resumed the run after fixing what made it fail: memoized steps stay,
-        // and the step (or body) that failed gets a fresh set of attempts.
-        finished = false;
-        final_errors_.clear();
-        failed_attempts_.clear();
-        body_failures_ = 0;
-        break;
-    }
-    record_order(e);  // after the switch: a wait's kind is in its parsed payload
-  }
-  if (finished && !replay_only_) {
+  // A malformed entry throws CorruptJournalError here, before the function runs (see execute).
+  JournalMemo memo = decode_journal(journal_);
+  started_payload_ = std::move(memo.started);
+  outputs_ = std::move(memo.outputs);
+  final_errors_ = std::move(memo.final_errors);
+  failed_attempts_ = std::move(memo.failed_attempts);
+  sleeps_ = std::move(memo.sleeps);
+  waits_ = std::move(memo.waits);
+  resolved_ = std::move(memo.resolved);
+  body_failures_ = memo.body_failures;
+  recorded_order_ = std::move(memo.order);
+  recorded_kinds_ = std::move(memo.kinds);
+  if (memo.finished && !replay_only_) {
     log(LogLevel::error, "claimed run has already finished", {{"run", claim_.run_id}});
     return false;
   }
   // A replay starts with the steps it copied from the original run.
-  starting_ = next_seq_ == 1 + started_payload_.value("copied", 0) && claim_.attempt == 0;
+  starting_ = next_seq_ == 1 + memo.copied && claim_.attempt == 0;
   return true;
 }
 
@@ -300,20 +271,6 @@ std::string_view recorded_kind(StepKind kind) {
 }
 
 }  // namespace
-
-void RunExecution::record_order(const JournalEntry& e) {
-  StepKind kind;
-  switch (e.kind) {
-    case JournalKind::step_completed:
-    case JournalKind::step_failed: kind = StepKind::run; break;
-    case JournalKind::sleep_scheduled: kind = StepKind::sleep; break;
-    case JournalKind::wait_started:
-      kind = waits_.at(e.step_key).contains("invoke") ? StepKind::invoke : StepKind::wait_for_event;
-      break;
-    default: return;
-  }
-  if (recorded_kinds_.try_emplace(e.step_key, kind).second) recorded_order_.push_back(e.step_key);
-}
 
 void RunExecution::check_order(const std::string& key, StepKind kind) {
   // The n-th step a replay reaches must be the n-th step the journal recorded: otherwise
@@ -494,7 +451,10 @@ StepStart RunExecution::begin_step(std::string_view id) {
   flush();
   check_can_continue();
   std::string key = next_key(id, StepKind::run);
-  if (auto it = outputs_.find(key); it != outputs_.end()) return StepStart{std::move(key), &it->second};
+  if (auto it = outputs_.find(key); it != outputs_.end()) {
+    crash_point(CrashPoint::replay_after_memo_hit);
+    return StepStart{std::move(key), &it->second};
+  }
   if (auto it = final_errors_.find(key); it != final_errors_.end()) {
     throw StepError(key, it->second.value("name", ""), it->second.value("message", ""));
   }

@@ -62,7 +62,9 @@ class RunExecution final : public Runtime {
   // store failure is logged and the run is left to lease recovery, which replays it.
   void execute();
 
-  // Hands the run back to the queue, due now, without executing it (the engine is stopping).
+  // Hands the run back without executing it (the engine is stopping, or the clock stepped
+  // back while the run was held for the end of its sleep): a sleep claimed ahead of its end
+  // goes back to sleep until then, any other run is queued, due now.
   void release();
 
   StepStart begin_step(std::string_view id) override;
@@ -87,7 +89,8 @@ class RunExecution final : public Runtime {
     finished,   // completed or failed for good
   };
 
-  // Reads the journal into the memo tables. Returns false when there is nothing to execute.
+  // Reads the journal into the memo tables (decode_journal). Returns false when there is
+  // nothing to execute; throws CorruptJournalError for a malformed entry.
   bool load();
   void call_function();
   // The key of the next step call with `id`, checked against the journal (check_order) unless
@@ -96,8 +99,6 @@ class RunExecution final : public Runtime {
   // Like check_order for the keys of a parallel group, whose bodies record their results in
   // whatever order they finish: the journal's next recorded steps must be the group's.
   void check_group(const std::vector<std::string>& keys);
-  // Notes the step a journal entry belongs to, in the order the journal first mentions them.
-  void record_order(const JournalEntry& e);
   // Fails the run with a NondeterminismError (and throws Suspend) unless step `key` of `kind`
   // is the step the journal recorded at this point of the function.
   void check_order(const std::string& key, StepKind kind);

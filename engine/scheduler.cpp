@@ -2,13 +2,18 @@
 
 #include <algorithm>
 
+#include "engine/crash_points.hpp"
 #include "engine/log.hpp"
 #include "engine/thread_name.hpp"
 
 namespace durable {
 
 Scheduler::Scheduler(SchedulerOptions options, Store& store, Executor& executor, Clock& clock)
-    : options_(std::move(options)), store_(store), executor_(executor), clock_(clock) {}
+    : options_(std::move(options)),
+      store_(store),
+      executor_(executor),
+      clock_(clock),
+      steps_(clock.advances_by_itself()) {}
 
 Scheduler::~Scheduler() { stop(); }
 
@@ -90,6 +95,12 @@ void Scheduler::loop() {
   TimePoint next_round{};  // when renewals, recovery or polling are next due; the epoch: now
   while (!stopping_) {
     TimePoint now = clock_.now();
+    if (std::chrono::milliseconds step = steps_.observe(now); step.count() != 0) {
+      lock.unlock();
+      clock_stepped(step, now);
+      lock.lock();
+      next_round = now;
+    }
     bool timer_due = !timers_.empty() && timers_.top() <= now;
     bool told = work_seq_ != scanned_seq_ && executor_.claim_budget() > 0;
     if (now >= next_round || timer_due || told) {
@@ -111,12 +122,41 @@ void Scheduler::loop() {
       return stopping_ || timers_changed_ || (work_seq_ != scanned_seq_ && executor_.claim_budget() > 0);
     };
     if (clock_.advances_by_itself()) {
-      // A clock that advances by itself reads the system clock. Wait for the deadline on it
-      // directly: the engine's millisecond readings would wake us up to 1 ms late.
-      cv_.wait_until(lock, std::chrono::system_clock::time_point(wake), woken);
+      // A clock that advances by itself reads the system clock. Wait for the time left on the
+      // monotonic clock: a wait for a system-clock time would last as long as the step if the
+      // clock stepped back meanwhile, and the next round notices steps (rounds are at most a
+      // poll interval apart). The time left is taken from a precise reading: the engine's
+      // millisecond readings would wake us up to 1 ms late.
+      cv_.wait_for(lock, std::chrono::system_clock::time_point(wake) - std::chrono::system_clock::now(), woken);
     } else {
-      cv_.wait(lock, [&] { return woken() || clock_.now() >= wake; });
+      // A clock moved back by hand is a step: look at once.
+      cv_.wait(lock, [&] {
+        TimePoint t = clock_.now();
+        return woken() || t >= wake || t < now;
+      });
     }
+  }
+}
+
+void Scheduler::clock_stepped(std::chrono::milliseconds step, TimePoint now) {
+  // Renewal, recovery and polling were scheduled on the clock before the step: after a step
+  // back they would not come for as long as the step. Renew at once either way: after a step
+  // forward the leases we hold look expired to every process; after a step back they lie as
+  // far ahead as the clock was, and would outlive us that long if we died.
+  next_renewal_ = now;
+  next_poll_ = now;
+  if (step.count() > 0) {
+    // Every lease looks expired now, those of live holders too (other processes on this
+    // machine see the same step). Each holder renews within a third of the TTL once it has
+    // noticed; recovering before then would fence live executions.
+    next_recovery_ = now + options_.lease_ttl;
+    log(LogLevel::warn, "the system clock stepped forward: leases are recovered again after one lease TTL",
+        {{"step_ms", std::to_string(step.count())}});
+  } else {
+    // Correct what the clock wrote while it was ahead at once (correct_ahead_times).
+    next_recovery_ = now;
+    log(LogLevel::warn, "the system clock stepped back: correcting the due times and leases it set while ahead",
+        {{"step_ms", std::to_string(step.count())}});
   }
 }
 
@@ -125,7 +165,7 @@ TimePoint Scheduler::run_due_work(TimePoint now) {
   if (now >= next_renewal_) {
     // Renew before recovering: after a jump of the clock our own live leases must not look
     // expired to ourselves.
-    store_.renew_leases(options_.owner, executor_.held_runs(), now + ttl);
+    store_.renew_leases(options_.owner, executor_.held_runs(), now + ttl, now);
     next_renewal_ = now + ttl / 3;
   }
   bool claiming;
@@ -143,7 +183,15 @@ TimePoint Scheduler::run_due_work(TimePoint now) {
 
   bool poll = false;
   if (now >= next_recovery_) {
+    // First what a clock that ran ahead wrote (this process's, before it stepped back, or
+    // another's): queued runs it made due late, leases it made last too long. Then recovery,
+    // which may find those leases expired the next time.
+    if (int corrected = store_.correct_ahead_times(now, kClockStepTolerance); corrected > 0) {
+      log(LogLevel::warn, "runs whose due time or lease a clock running ahead had set were moved back",
+          {{"runs", std::to_string(corrected)}});
+    }
     auto recovered = store_.recover_expired_leases(now);
+    if (!recovered.empty()) crash_point(CrashPoint::recovery_after_commit);
     for (const auto& r : recovered) {
       log(LogLevel::warn, "lease recovered: the run's worker stopped renewing it; the run will be replayed",
           {{"run", r.run_id}, {"function", r.function_id}});

@@ -4,7 +4,8 @@
 // and every poll interval for work other processes created. It renews this process's leases
 // every third of the lease TTL and returns expired leases (of crashed workers) to the queue.
 // In-process wake-ups use a condition variable and a timer heap; the database is polled only
-// as the fallback for other processes.
+// as the fallback for other processes. It also notices steps of the wall clock and corrects
+// what a clock that ran ahead left behind (docs/operations.md, "Clock steps").
 #pragma once
 
 #include <chrono>
@@ -17,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/clock_step.hpp"
 #include "engine/executor.hpp"
 #include "engine/store.hpp"
 
@@ -67,6 +69,9 @@ class Scheduler {
   void loop();
   // One round: renew, recover, claim. Returns when renewal, recovery or polling is next due.
   TimePoint run_due_work(TimePoint now);
+  // The clock stepped by `step` (forward > 0) just before `now`: reschedules renewal, recovery
+  // and polling.
+  void clock_stepped(std::chrono::milliseconds step, TimePoint now);
 
   const SchedulerOptions options_;
   Store& store_;
@@ -90,6 +95,7 @@ class Scheduler {
   std::priority_queue<TimePoint, std::vector<TimePoint>, std::greater<>> timers_;
 
   // Used by the scheduler thread only.
+  ClockStepDetector steps_;
   TimePoint next_renewal_{};
   TimePoint next_recovery_{};
   TimePoint next_poll_{};

@@ -11,6 +11,33 @@ bool StoreError::is_busy() const {
   return primary == SQLITE_BUSY || primary == SQLITE_LOCKED;
 }
 
+bool StoreError::is_disk_full() const { return (code_ & 0xff) == SQLITE_FULL; }
+
+bool StoreError::is_fatal() const {
+  // An allow-list, not a deny-list: a code missing here stops the store, which costs a
+  // restart; a fatal code missing from a deny-list would let the store acknowledge writes
+  // that a failed fsync may already have lost (the kernel can drop the dirty pages it could
+  // not write and report success to the next fsync).
+  switch (code_ & 0xff) {
+    case 0:                  // durable's own errors (e.g. an unknown journal kind)
+    case SQLITE_ERROR:       // an SQL error: nothing was written
+    case SQLITE_ABORT:       // a statement or transaction rolled back on request
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_INTERRUPT:
+    case SQLITE_PROTOCOL:    // lost the race to start a WAL transaction too often: none began
+    case SQLITE_FULL:        // write(2) refused the data (ENOSPC): the transaction rolled back
+    case SQLITE_SCHEMA:
+    case SQLITE_TOOBIG:
+    case SQLITE_CONSTRAINT:
+    case SQLITE_MISMATCH:
+    case SQLITE_RANGE:
+      return false;
+    default:
+      return true;
+  }
+}
+
 void check(sqlite3* db, int rc) {
   if (rc == SQLITE_OK || rc == SQLITE_ROW || rc == SQLITE_DONE) return;
   std::string message = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);

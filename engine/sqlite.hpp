@@ -26,6 +26,15 @@ class StoreError : public Error {
   // True for SQLITE_BUSY/SQLITE_LOCKED: another connection held the lock past the busy
   // timeout; the operation may succeed if tried again.
   bool is_busy() const;
+  // True for SQLITE_FULL: the disk (or the database's size limit) is full; nothing of the
+  // transaction was written, and it may succeed once space is freed.
+  bool is_disk_full() const;
+  // True unless the code proves that nothing written so far can have been lost or damaged:
+  // an I/O error (a failed fsync above all), corruption, a file that went away, out of
+  // memory, anything unknown. After one, the store stops writing until the process restarts
+  // (GroupCommitWriter). Harmless: busy or locked, disk full (the write was refused before
+  // the kernel took it), constraint and SQL errors, interrupts, and 0 (durable's own).
+  bool is_fatal() const;
 
  private:
   int code_;

@@ -7,10 +7,13 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cerrno>
+#include <cstring>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "engine/crash_points.hpp"
 #include "engine/function_registry.hpp"
 #include "engine/group_commit.hpp"
 #include "engine/ids.hpp"
@@ -57,8 +60,8 @@ void insert_entry(SqliteDb& db, std::string_view run_id, const JournalEntry& e) 
 void insert_run(SqliteDb& db, const NewRun& run, TimePoint now) {
   auto& s = db.cached(
       "INSERT INTO runs (id, function_id, event_id, status, available_at, lease_owner, lease_epoch, "
-      "lease_expires_at, created_at, started_at, replay_of, parent_run_id) "
-      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      "lease_expires_at, created_at, started_at, replay_of, parent_run_id, written_at) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?9)");
   s.bind(1, run.id).bind(2, run.function_id).bind(3, run.event_id);
   s.bind(5, to_millis(now)).bind(9, to_millis(now));
   if (run.lease) {
@@ -243,7 +246,13 @@ void preallocate_wal(SqliteDb& db, const std::string& path) {
           size_t n = static_cast<size_t>(std::min<off_t>(static_cast<off_t>(zeros.size()), kWalPreallocBytes - at));
           ok = pwrite(fd, zeros.data(), n, at) == static_cast<ssize_t>(n);
         }
-        if (ok) fdatasync(fd);
+        // The commits that overwrite these zeros flush only their data, not the file's size:
+        // if this sync fails, the size may never reach the disk.
+        if (ok && fdatasync(fd) != 0) {
+          int err = errno;
+          ::close(fd);
+          throw StoreError(SQLITE_IOERR_FSYNC, fmt::format("cannot sync the preallocated WAL '{}': {}", wal, std::strerror(err)));
+        }
       }
       ::close(fd);
     }
@@ -279,14 +288,17 @@ SqliteStore::SqliteStore(SqliteStoreOptions options)
   if (!in_memory_) preallocate_wal(*writer_db_, options_.path);
   writer_ = std::make_unique<GroupCommitWriter>(*writer_db_, in_memory_ ? &shared_mu_ : nullptr);
   if (!in_memory_) {
-    checkpointer_ = std::make_unique<WalCheckpointer>(
-        *writer_db_, options_.path, [this](const std::function<void()>& fn) { writer_->pause_writes(fn); });
+    checkpointer_ = std::make_unique<WalCheckpointer>(*writer_db_, *writer_, options_.path);
   }
 }
 
 SqliteStore::~SqliteStore() {
   checkpointer_.reset();  // it pauses the writer: stop it first
+  bool failed = writer_->failed();
   writer_.reset();        // finish pending writes before the connections close
+  // The last connection to close checkpoints the WAL into the database. After a fail-stop
+  // nothing may touch the file: the restarted process recovers from what is on disk.
+  if (failed) sqlite3_db_config(writer_db_->handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
 }
 
 template <class Fn>
@@ -323,6 +335,7 @@ std::vector<IngestStore::Outcome> SqliteStore::ingest(const std::vector<Item>& i
     outcomes.clear();
     woken.clear();
     for (const Item& item : items) outcomes.push_back(insert_event(db, item, now, dedup_window, woken));
+    crash_point(CrashPoint::ingest_after_insert);
   });
   notify_woken(woken);
   return outcomes;
@@ -330,6 +343,12 @@ std::vector<IngestStore::Outcome> SqliteStore::ingest(const std::vector<Item>& i
 
 void SqliteStore::set_wait_listener(std::function<void(const std::vector<std::string>&)> listener) {
   wait_listener_ = std::move(listener);
+}
+
+std::optional<std::string> SqliteStore::failure() const { return writer_->failure(); }
+
+void SqliteStore::set_failure_listener(std::function<void(const std::string&)> listener) {
+  writer_->set_failure_listener(std::move(listener));
 }
 
 void SqliteStore::notify_woken(const std::vector<std::string>& function_ids) {
@@ -448,8 +467,8 @@ void SqliteStore::resolve_waits(SqliteDb& db, const Item& item, TimePoint now, s
     // timeout a moment ago: the new epoch fences that worker out, so its timeout is never
     // recorded, and the next claim replays the run with this event.
     db.cached(
-          "UPDATE runs SET status = 'queued', available_at = ?2, lease_owner = NULL, lease_expires_at = NULL, "
-          "lease_epoch = lease_epoch + 1 WHERE id = ?1 AND status IN ('waiting', 'running')")
+          "UPDATE runs SET status = 'queued', available_at = ?2, written_at = ?2, lease_owner = NULL, "
+          "lease_expires_at = NULL, lease_epoch = lease_epoch + 1 WHERE id = ?1 AND status IN ('waiting', 'running')")
         .bind(1, w.run_id).bind(2, to_millis(now))
         .exec();
     woken.push_back(w.function_id);
@@ -497,11 +516,12 @@ std::vector<ClaimedRun> SqliteStore::claim(const std::vector<std::string>& funct
     claimed.clear();
     StatementScope s(db.cached(
         "UPDATE runs SET status = 'running', lease_owner = ?1, lease_epoch = lease_epoch + 1, "
-        "lease_expires_at = ?2, started_at = COALESCE(started_at, ?3) "
+        "lease_expires_at = ?2, written_at = ?3, started_at = COALESCE(started_at, ?3) "
         "WHERE id IN (SELECT id FROM runs INDEXED BY runs_due WHERE status IN ('queued', 'sleeping', 'waiting') "
         "AND available_at <= ?6 AND (available_at <= ?3 OR status = 'sleeping') "
         "AND function_id IN (SELECT value FROM json_each(?4)) ORDER BY available_at LIMIT ?5) "
-        "RETURNING id, function_id, event_id, lease_epoch, attempt, available_at, created_at, started_at"));
+        "RETURNING id, function_id, event_id, lease_epoch, attempt, "
+        "CASE WHEN available_at > ?3 THEN available_at ELSE 0 END, created_at, started_at"));
     s->bind(1, lease.owner).bind(2, to_millis(lease.expires_at)).bind(3, to_millis(now));
     s->bind(4, functions).bind(5, limit).bind(6, to_millis(now + ahead));
     while (s->step()) {
@@ -519,17 +539,18 @@ std::vector<ClaimedRun> SqliteStore::claim(const std::vector<std::string>& funct
 }
 
 int SqliteStore::renew_leases(const std::string& owner, const std::vector<std::string>& run_ids,
-                              TimePoint expires_at) {
+                              TimePoint expires_at, TimePoint now) {
   if (run_ids.empty()) return 0;
   std::string ids = json_list(run_ids);
   int n = 0;
   writer_->write([&](SqliteDb& db) {
     n = db.cached(
-              "UPDATE runs SET lease_expires_at = ? WHERE id IN (SELECT value FROM json_each(?)) "
-              "AND status = 'running' AND lease_owner = ?")
+              "UPDATE runs SET lease_expires_at = ?1, written_at = ?4 WHERE id IN (SELECT value FROM json_each(?2)) "
+              "AND status = 'running' AND lease_owner = ?3")
             .bind(1, to_millis(expires_at))
             .bind(2, ids)
             .bind(3, owner)
+            .bind(4, to_millis(now))
             .exec();
   });
   return n;
@@ -540,13 +561,46 @@ std::vector<RunQueue::Recovered> SqliteStore::recover_expired_leases(TimePoint n
   writer_->write([&](SqliteDb& db) {
     recovered.clear();
     StatementScope s(db.cached(
-        "UPDATE runs SET status = 'queued', available_at = ?1, lease_owner = NULL, "
+        "UPDATE runs SET status = 'queued', available_at = ?1, written_at = ?1, lease_owner = NULL, "
         "lease_expires_at = NULL, lease_epoch = lease_epoch + 1 "
         "WHERE status = 'running' AND lease_expires_at <= ?1 RETURNING id, function_id"));
     s->bind(1, to_millis(now));
     while (s->step()) recovered.push_back(Recovered{s->get_text(0), s->get_text(1)});
+    if (!recovered.empty()) crash_point(CrashPoint::recovery_before_commit);
   });
   return recovered;
+}
+
+int SqliteStore::correct_ahead_times(TimePoint now, std::chrono::milliseconds tolerance) {
+  // Queued runs through runs_queued (written_at); running runs through runs_leased: a lease
+  // never expires before it was written, so one written ahead lies past the same bound, and
+  // the scan covers only the leases held now (a few per worker). Both find nothing unless a
+  // clock ran ahead, so a read looks first and the writer is disturbed only then.
+  static const std::string queued = "FROM runs INDEXED BY runs_queued WHERE status = 'queued' AND written_at > ?1";
+  static const std::string leased =
+      "FROM runs INDEXED BY runs_leased WHERE status = 'running' AND lease_expires_at > ?1 AND written_at > ?1";
+  static const std::string probe = "SELECT EXISTS (SELECT 1 " + queued + ") OR EXISTS (SELECT 1 " + leased + ")";
+  // A delay is what lay between the writing and the time written. (A retry whose backoff a
+  // finish timeout cut short may lie before it: it is due at once.)
+  static const std::string move_queued =
+      "UPDATE runs SET available_at = ?2 + max(available_at - written_at, 0), written_at = ?2 "
+      "WHERE id IN (SELECT id " + queued + ")";
+  static const std::string move_leases =
+      "UPDATE runs SET lease_expires_at = ?2 + max(lease_expires_at - written_at, 0), written_at = ?2 "
+      "WHERE id IN (SELECT id " + leased + ")";
+  const int64_t bound = to_millis(now + tolerance);
+  bool any = read([&](SqliteDb& db) {
+    StatementScope s(db.cached(probe.c_str()));
+    s->bind(1, bound);
+    return s->step() && s->get_int(0) != 0;
+  });
+  if (!any) return 0;
+  int n = 0;
+  writer_->write([&](SqliteDb& db) {
+    n = db.cached(move_queued.c_str()).bind(1, bound).bind(2, to_millis(now)).exec();
+    n += db.cached(move_leases.c_str()).bind(1, bound).bind(2, to_millis(now)).exec();
+  });
+  return n;
 }
 
 std::optional<TimePoint> SqliteStore::next_due(const std::vector<std::string>& function_ids) {
@@ -641,7 +695,7 @@ bool SqliteStore::apply_transition(SqliteDb& db, const std::string& run_id, int6
   assert(t.status != RunStatus::running && "a transition always ends the lease");
   bool finished = is_finished(t.status);
   int changed = db.cached(
-                      "UPDATE runs SET status = ?4, available_at = ?5, attempt = ?6, output = ?7, error = ?8, "
+                      "UPDATE runs SET status = ?4, available_at = ?5, written_at = ?10, attempt = ?6, output = ?7, error = ?8, "
                       "ended_at = CASE WHEN ?9 THEN ?10 ELSE ended_at END, "
                       "lease_owner = NULL, lease_expires_at = NULL "
                       "WHERE id = ?1 AND lease_epoch = ?2 AND status = 'running'")
@@ -659,7 +713,9 @@ JournalStore::CommitResult SqliteStore::commit(const Commit& c) {
   std::vector<std::string> woken;
   writer_->write([&](SqliteDb& db) {
     woken.clear();
+    crash_point(CrashPoint::before_journal_write);
     result = apply_commit(db, c, true, woken) ? CommitResult::committed : CommitResult::lease_lost;
+    crash_point(CrashPoint::after_journal_write);
   });
   notify_woken(woken);
   return result;
@@ -673,10 +729,12 @@ JournalStore::WaitOutcome SqliteStore::commit_wait(const Commit& c, const WaitRe
     outcome = WaitOutcome{};
     woken.clear();
     // The entries first, the transition only once we know no event is already there.
+    crash_point(CrashPoint::before_journal_write);
     if (!apply_commit(db, c, false, woken)) {
       outcome.result = CommitResult::lease_lost;
       return;
     }
+    crash_point(CrashPoint::after_journal_write);
     if (std::optional<StoredEvent> arrived = arrived_event(db, c.run_id, wait)) {
       insert_entry(db, c.run_id,
                    JournalEntry{.seq = next_seq(db, c.run_id), .kind = JournalKind::wait_resolved,
@@ -989,7 +1047,7 @@ RunAdmin::Change SqliteStore::resume_run(std::string_view run_id, TimePoint now)
   Change result = Change::done;
   writer_->write([&](SqliteDb& db) {
     int changed = db.cached(
-                        "UPDATE runs SET status = 'queued', available_at = ?2, attempt = 0, error = NULL, "
+                        "UPDATE runs SET status = 'queued', available_at = ?2, written_at = ?2, attempt = 0, error = NULL, "
                         "ended_at = NULL, lease_owner = NULL, lease_expires_at = NULL, "
                         "lease_epoch = lease_epoch + 1 WHERE id = ?1 AND status IN ('failed', 'cancelled')")
                       .bind(1, run_id).bind(2, to_millis(now))

@@ -48,9 +48,10 @@ class SqliteStore final : public Store {
                                 const Lease& lease, int limit,
                                 std::chrono::milliseconds ahead = std::chrono::milliseconds(0)) override;
   int renew_leases(const std::string& owner, const std::vector<std::string>& run_ids,
-                   TimePoint expires_at) override;
+                   TimePoint expires_at, TimePoint now) override;
   std::vector<Recovered> recover_expired_leases(TimePoint now) override;
   std::optional<TimePoint> next_due(const std::vector<std::string>& function_ids) override;
+  int correct_ahead_times(TimePoint now, std::chrono::milliseconds tolerance) override;
 
   std::vector<JournalEntry> load_journal(std::string_view run_id) override;
   bool holds_lease(std::string_view run_id, int64_t lease_epoch) override;
@@ -84,6 +85,8 @@ class SqliteStore final : public Store {
 
   StoreStats stats() const override;
   void set_wait_listener(std::function<void(const std::vector<std::string>&)> listener) override;
+  std::optional<std::string> failure() const override;
+  void set_failure_listener(std::function<void(const std::string&)> listener) override;
 
   // The write connection's PRAGMA synchronous: 2 (FULL) or 1 (NORMAL). A diagnostic.
   int synchronous_level();

@@ -117,7 +117,10 @@ struct ClaimedRun {
   std::string event_id;
   int64_t lease_epoch = 0;     // present it with every commit
   int attempt = 0;
-  TimePoint available_at{};    // do not execute before this (a sleep claimed ahead of its end)
+  // A sleep claimed ahead of its end: its deadline, before which it must not execute. The
+  // epoch (TimePoint{}) for a run that was due when claimed: not the available_at it had, which
+  // a clock that ran ahead may have set in the future (docs/operations.md, "Clock steps").
+  TimePoint available_at{};
   TimePoint created_at{};      // when the run was created (its event was received)
   std::optional<TimePoint> started_at;  // when the run was first claimed (this claim, if it is the first)
   // Set for runs created already claimed at ingest: their event, and the knowledge that the
@@ -137,10 +140,11 @@ class RunQueue {
                                         const Lease& lease, int limit,
                                         std::chrono::milliseconds ahead = std::chrono::milliseconds(0)) = 0;
 
-  // Extends to `expires_at` the leases `owner` holds on `run_ids`. Returns how many. (Only
-  // runs the owner is still working on: a run it abandoned must expire and be recovered.)
+  // Extends to `expires_at` the leases `owner` holds on `run_ids`, renewed at `now`. Returns how
+  // many. (Only runs the owner is still working on: a run it abandoned must expire and be
+  // recovered.)
   virtual int renew_leases(const std::string& owner, const std::vector<std::string>& run_ids,
-                           TimePoint expires_at) = 0;
+                           TimePoint expires_at, TimePoint now) = 0;
 
   struct Recovered {
     std::string run_id;
@@ -152,6 +156,18 @@ class RunQueue {
 
   // The earliest available_at of the queued, sleeping or waiting runs of these functions.
   virtual std::optional<TimePoint> next_due(const std::vector<std::string>& function_ids) = 0;
+
+  // Undoes what a clock that ran ahead wrote (docs/operations.md, "Clock steps"). Every write
+  // of a run's available_at or lease records the writer's `now`; a queued run's due time (at
+  // once, or a retry's backoff) and a lease's expiry are delays from that moment. For each
+  // queued or running run written more than `tolerance` after `now`, that time is moved back
+  // to lie as far after `now` as it lay after its writing, and the run counts as written at
+  // `now`: a queued run is due as soon as it was meant to be, and a lease gets its whole TTL
+  // again (so a live holder, whose own clock may still be ahead, is never fenced by this).
+  // Sleeping and waiting runs keep their available_at: a sleep's end and a wait's timeout are
+  // the user's wall-clock deadlines. Finds nothing, with one index probe, unless a clock ran
+  // ahead. Returns how many runs it corrected.
+  virtual int correct_ahead_times(TimePoint now, std::chrono::milliseconds tolerance) = 0;
 };
 
 // How a commit changes the run's row. Every status but running ends the lease.
@@ -374,6 +390,15 @@ class Store : public IngestStore,
   // Called after every commit (of this store object) that resolved waits, with the function
   // ids of the runs it queued, so that the process can claim its own at once. Set before use.
   virtual void set_wait_listener(std::function<void(const std::vector<std::string>& function_ids)> listener) = 0;
+
+  // Fail-stop. After an error that may have lost acknowledged data (a failed fsync, any I/O
+  // error on a write), the store refuses every write (StoreError) until the process
+  // restarts; failure() then says why ("the store stopped writing after an I/O error ...").
+  // nullopt while it works. Thread-safe and cheap.
+  virtual std::optional<std::string> failure() const = 0;
+  // Called once, on the thread that found the failure, when the store fails. It must not
+  // write to the store. Set before use.
+  virtual void set_failure_listener(std::function<void(const std::string& failure)> listener) = 0;
 };
 
 }  // namespace durable

@@ -6,7 +6,9 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libsqlite3-dev          # the embedded store
-  libcpp-httplib-dev      # HTTP server and client (pkg-config: cpp-httplib)
+  libcpp-httplib-dev      # HTTP clients: the SDK's Client, the CLI, the alert webhook (pkg-config: cpp-httplib)
+  libboost-dev            # the HTTP server: Boost.Beast over Asio, asynchronous, header-only
+  zlib1g-dev              # gzip request and answer bodies
   libssl-dev              # OpenSSL: HMAC-SHA256 signatures of the alert webhook, https in httplib
   nlohmann-json3-dev      # JSON
   libfmt-dev              # formatting
@@ -16,6 +18,7 @@ packages=(
   tzdata                  # the system tz database (/usr/share/zoneinfo) that date/tz reads
   prometheus              # promtool: tests/metrics_test.cpp checks GET /metrics with it
   chromium                # the dashboard's browser tests (tests/dashboard_e2e_test.cpp), driven by playwright-core
+  faketime                # libfaketime (LD_PRELOAD): tests/clock_step_test.cpp steps a worker process's system clock
 )
 
 missing=()

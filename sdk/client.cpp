@@ -4,9 +4,32 @@
 // HTTP client, and users link it without the engine.
 #include <httplib.h>
 
+#include <algorithm>
+
 #include <durable/errors.hpp>
 
 namespace durable {
+
+namespace {
+
+// The engine's answer, or a discarded value when it is not JSON or nests deeper than any answer
+// of the event API ({"ids": [...]}, {"error": "..."}). The engine parses what it receives with
+// engine/json_input.hpp, which the SDK cannot include; this is the small part of it a client
+// needs: nlohmann's parser is iterative, values deeper than the limit are never built, and
+// nothing here copies or prints the answer recursively, so no answer can overflow the stack.
+nlohmann::json parse_answer(const std::string& body) {
+  constexpr int kMaxAnswerDepth = 16;
+  bool too_deep = false;
+  auto limit_depth = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
+    bool opens = event == nlohmann::json::parse_event_t::object_start || event == nlohmann::json::parse_event_t::array_start;
+    if (opens && depth >= kMaxAnswerDepth) too_deep = true;
+    return !too_deep;
+  };
+  nlohmann::json answer = nlohmann::json::parse(body, limit_depth, /*allow_exceptions=*/false);
+  return too_deep ? nlohmann::json(nlohmann::json::value_t::discarded) : answer;
+}
+
+}  // namespace
 
 struct Client::Impl {
   Impl(const std::string& base_url, std::string key) : http(base_url), event_key(std::move(key)) {}
@@ -39,17 +62,18 @@ std::vector<std::string> Client::send(const std::vector<Event>& events) {
   auto text = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   auto res = impl_->http.Post("/e/" + impl_->event_key, text, "application/json");
   if (!res) throw Error("cannot reach the engine: " + httplib::to_string(res.error()));
-  nlohmann::json answer = nlohmann::json::parse(res->body, nullptr, /*allow_exceptions=*/false);
+  nlohmann::json answer = parse_answer(res->body);
   if (res->status != 200) {
     std::string message = answer.is_object() && answer.contains("error") && answer["error"].is_string()
                               ? answer["error"].get<std::string>()
                               : res->body;
     throw Error("the engine refused the events (HTTP " + std::to_string(res->status) + "): " + message);
   }
-  if (!answer.is_object() || !answer.contains("ids") || !answer["ids"].is_array()) {
-    throw Error("unexpected answer from the engine: " + res->body);
+  const nlohmann::json* ids = answer.is_object() && answer.contains("ids") ? &answer["ids"] : nullptr;
+  if (!ids || !ids->is_array() || !std::all_of(ids->begin(), ids->end(), [](const auto& id) { return id.is_string(); })) {
+    throw Error("unexpected answer from the engine: " + res->body.substr(0, 200));
   }
-  return answer["ids"].get<std::vector<std::string>>();
+  return ids->get<std::vector<std::string>>();
 }
 
 }  // namespace durable

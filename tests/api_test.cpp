@@ -623,6 +623,66 @@ TEST_SUITE("api") {
     CHECK(s.get("/v1/runs/" + sleeping)["status"] == "sleeping");
   }
 
+  TEST_CASE("hostile JSON and cursors on every route that takes them answer 400 naming the field, change nothing, "
+            "and the server keeps answering") {
+    Server s;
+    std::string completed = s.run_of(s.send("test/steps"));
+    s.run_of(s.send("test/sleep"));
+    REQUIRE(s.engine.drain());
+    std::string deep = std::string(100'000, '[') + std::string(100'000, ']');
+    std::string replay = "/v1/runs/" + completed + "/replay";
+    struct Bad {
+      std::string method, path, body, needle;
+    };
+    std::vector<Bad> cases = {
+        // Nesting: refused while parsing, before anything could copy or print it.
+        {"POST", replay, R"({"from_step":"a","output":)" + deep + "}", "the body is nested more than 100 levels deep"},
+        {"POST", "/v1/runs/nope/replay", R"({"from_step":"a","output":)" + deep + "}", "nested more than 100 levels"},
+        {"POST", replay, deep, "nested more than 100 levels"},
+        {"POST", "/v1/cancellations", R"({"function":)" + deep + "}", "nested more than 100 levels"},
+        {"POST", "/v1/cancellations", R"({"status":"failed","cursor":)" + deep + "}", "nested more than 100 levels"},
+        {"POST", "/v1/replays", R"({"status":)" + deep + "}", "nested more than 100 levels"},
+        {"POST", "/v1/gc", R"({"older_than_ms":)" + deep + "}", "nested more than 100 levels"},
+        {"POST", "/v1/events", R"({"name":"audit/x","data":{"a":)" + deep + "}}", "nested more than 100 levels"},
+        // Numbers out of a double's range: named.
+        {"POST", replay, "1e999999", "the body: the number 1e999999 is out of range"},
+        {"POST", replay, R"({"from_step":"a","output":{"total":1e400}})",
+         R"("output.total" in the body: the number 1e400 is out of range)"},
+        {"POST", "/v1/gc", R"({"older_than_ms":1e400})", R"("older_than_ms" in the body: the number 1e400 is out of range)"},
+        {"POST", "/v1/cancellations", R"({"function":"sleeper","limit":-1e400})", R"("limit" in the body: the number)"},
+        {"POST", "/v1/events", R"([{"name":"audit/x","ts":1e400}])", R"("[0].ts" in the body: the number 1e400 is out of range)"},
+        // Numbers JSON holds that the field cannot: refused, never cast.
+        {"POST", "/v1/gc", R"({"older_than_ms":1e300})", "\"older_than_ms\" is required"},
+        {"POST", "/v1/gc", R"({"older_than_ms":18446744073709551615})", "\"older_than_ms\" is required"},
+        {"POST", "/v1/gc", R"({"older_than_ms":9223372036854775807})", "\"older_than_ms\" is required"},
+        {"POST", "/v1/cancellations", R"({"function":"sleeper","limit":1e300})", "\"limit\" must be an integer"},
+        {"POST", "/v1/cancellations", R"({"function":"sleeper","limit":18446744073709551615})", "\"limit\" must be an integer"},
+        {"POST", "/v1/replays", R"({"started_after":1e300})", "\"started_after\" must be ms since the Unix epoch"},
+        {"POST", "/v1/replays", R"({"started_before":18446744073709551615})", "\"started_before\" must be ms"},
+        {"POST", "/v1/events", R"({"name":"audit/x","ts":1e300})", "\"ts\" must be milliseconds"},
+        // Cursors: an id from an earlier page, nothing else reaches the store.
+        {"GET", "/v1/runs?cursor=nope", "", "\"cursor\" must be the next_cursor of an earlier page"},
+        {"GET", "/v1/runs?cursor=%27%20OR%201%3D1%20--", "", "\"cursor\" must be"},
+        {"GET", "/v1/events?cursor=01jqdae4rqf8mbcr55t5ak4kxs", "", "\"cursor\" must be"},
+        {"POST", "/v1/cancellations", R"({"function":"sleeper","cursor":"8ZZZZZZZZZZZZZZZZZZZZZZZZZ"})", "\"cursor\" must be"},
+    };
+    for (const Bad& bad : cases) {
+      CAPTURE(bad.method);
+      CAPTURE(bad.path);
+      CAPTURE(bad.body.substr(0, 80));
+      std::string before = s.snapshot();
+      json answer = bad.method == "GET" ? s.get(bad.path, 400) : s.post(bad.path, bad.body, 400);
+      REQUIRE(answer.contains("error"));
+      CHECK_MESSAGE(answer["error"].get<std::string>().find(bad.needle) != std::string::npos, answer["error"]);
+      CHECK(s.snapshot() == before);
+      CHECK(s.get("/health")["status"] == "ok");
+    }
+    // Within range, the same fields work.
+    CHECK(s.post("/v1/cancellations", R"({"function":"sleeper","dry_run":true,"started_after":281474976710655})")["total"] == 0);
+    std::string cursor = s.get("/v1/runs?limit=1")["next_cursor"];
+    CHECK(s.get("/v1/runs?limit=1&cursor=" + cursor)["runs"].size() == 1);
+  }
+
   TEST_CASE("POST /v1/gc deletes runs finished before the cutoff and the old events no run refers to") {
     Server s;
     std::vector<std::string> old_runs, old_events;

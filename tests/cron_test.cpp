@@ -112,6 +112,17 @@ TEST_SUITE("cron") {
     CHECK(next("  0\t8  *  * *  ", "2025-06-10T09:00") == "2025-06-11T08:00Z");
   }
 
+  TEST_CASE("a step near INT_MAX selects the start of its range only, without overflowing") {
+    // Stepping from 5 by 2147483646 overflowed an int and wrapped to 1 and 3 (the fuzz
+    // corpus keeps this input: tests/fuzz/corpus/cron/step_overflow).
+    CHECK(ticks("5-10/2147483646 * * * *", "2025-06-10T10:00", 3) ==
+          std::vector<std::string>{"2025-06-10T10:05Z", "2025-06-10T11:05Z", "2025-06-10T12:05Z"});
+    CHECK(ticks("*/2147483647 * * * *", "2025-06-10T10:00", 2) ==
+          std::vector<std::string>{"2025-06-10T11:00Z", "2025-06-10T12:00Z"});
+    CHECK(ticks("0 0 1-31/99999999999 * *", "2025-06-10T10:00", 2) ==
+          std::vector<std::string>{"2025-07-01T00:00Z", "2025-08-01T00:00Z"});
+  }
+
   TEST_CASE("month and day names are case-insensitive and work in lists and ranges") {
     CHECK(ticks("0 0 1 jan,Jul,OCT *", "2025-01-01T00:00", 3) ==
           std::vector<std::string>{"2025-07-01T00:00Z", "2025-10-01T00:00Z", "2026-01-01T00:00Z"});

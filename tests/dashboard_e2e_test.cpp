@@ -5,7 +5,8 @@
 // output, times the page of a 1,000-step run, sends an event from the events page, opens a
 // bulk replay without confirming it, bulk-cancels sleeping runs, and pages through 2,000 runs;
 // this test then checks on the engine's side that each of those did what it should, and
-// nothing more. Screenshots of every page go to $DURABLE_TEST_ARTIFACTS/dashboard
+// nothing more. A second script, framing.mjs, checks that a page of another origin cannot
+// show the dashboard in a frame (clickjacking). Screenshots of every page go to $DURABLE_TEST_ARTIFACTS/dashboard
 // (scripts/test.sh sets it to build/test-artifacts), else ./test-artifacts/dashboard.
 //
 // Needs `node` on the PATH, /usr/bin/chromium and `npm ci` done in tests/dashboard_e2e
@@ -242,6 +243,27 @@ TEST_SUITE("dashboard_e2e") {
       CHECK_MESSAGE(std::filesystem::exists(path.get<std::string>()), "no screenshot " << path);
     }
     MESSAGE("screenshots of the dashboard: " << shots.string());
+    engine.stop();
+  }
+
+  TEST_CASE("in chromium: a page of another origin cannot show the dashboard in a frame, even to a logged-in browser" *
+            doctest::timeout(120)) {
+    std::string node = require_node_chromium_playwright();
+    TempDir dir;
+    Engine engine(engine_options(dir.file("t.db"), std::make_shared<SystemClock>()));
+    int port = engine.listen({.host = "127.0.0.1", .port = 0, .event_keys = {kEventKey}, .api_keys = {kApiKey}});
+    auto result = run_node_script(node, (kE2eDir / "framing.mjs").string(), {},
+                                  {"DURABLE_URL=http://127.0.0.1:" + std::to_string(port),
+                                   std::string("DURABLE_API_KEY=") + kApiKey, "HOME=" + dir.path().string()},
+                                  dir, 90s);
+    MESSAGE("framing: " << result.dump());
+    // The same pages load outside a frame: the frames below were refused, not broken.
+    CHECK(result["direct"]["login"] == true);
+    CHECK(result["direct"]["dashboard"] == true);
+    REQUIRE(result["frames"].size() == 3);
+    for (const auto& frame : result["frames"]) {
+      CHECK_MESSAGE(frame["shows_dashboard"] == false, "a frame of another origin showed " << frame.dump());
+    }
     engine.stop();
   }
 }

@@ -132,8 +132,8 @@ TEST_SUITE("http_api") {
 
   TEST_CASE("malformed or invalid events answer 400 with a message and store nothing of the request") {
     Server s;
-    check_refused(s, "/e/key-1", R"({"name":"test/x",)", 400, "malformed JSON");
-    check_refused(s, "/e/key-1", "", 400, "malformed JSON");
+    check_refused(s, "/e/key-1", R"({"name":"test/x",)", 400, "the body is not valid JSON at line 1, column 18");
+    check_refused(s, "/e/key-1", "", 400, "the body is not valid JSON");
     check_refused(s, "/e/key-1", R"("just a string")", 400, "an event object or an array");
     check_refused(s, "/e/key-1", R"([])", 400, "no events");
     check_refused(s, "/e/key-1", R"({"data":{}})", 400, "\"name\" is required");
@@ -156,6 +156,32 @@ TEST_SUITE("http_api") {
     check_refused(s, "/e/key-1", deep, 400, "nested more than 100 levels");
     std::string ok = R"({"name":"test/deep","data":{"a":)" + std::string(50, '[') + std::string(50, ']') + "}}";
     CHECK(s.post("/e/key-1", ok)->status == 200);
+  }
+
+  TEST_CASE("hostile JSON in events (deep nesting, numbers out of range) answers 400 naming the field, and the server keeps answering") {
+    Server s;
+    std::string deep = std::string(100'000, '[') + std::string(100'000, ']');
+    check_refused(s, "/e/key-1", R"([{"name":"test/ok"},{"name":"test/deep","data":{"a":)" + deep + "}}]", 400,
+                  "nested more than 100 levels deep");
+    check_refused(s, "/e/key-1", deep, 400, "nested more than 100 levels deep");
+    check_refused(s, "/e/key-1", "1e999999", 400, "the body: the number 1e999999 is out of range");
+    check_refused(s, "/e/key-1", R"({"name":"test/x","ts":1e400})", 400, R"("ts" in the body: the number 1e400 is out of range)");
+    check_refused(s, "/e/key-1", R"({"name":"test/x","data":{"amount":1e400}})", 400,
+                  R"("data.amount" in the body: the number 1e400 is out of range)");
+    check_refused(s, "/e/key-1", R"([{"name":"test/ok"},{"name":"test/x","data":{"list":[1,-2e999]}}])", 400,
+                  R"("[1].data.list[1]" in the body: the number -2e999 is out of range)");
+    // Numbers JSON holds but a time does not: refused, not cast.
+    for (const char* ts : {"1e300", "1.5", "-1", "18446744073709551615", "9223372036854775807", "281474976710656"}) {
+      CAPTURE(ts);
+      check_refused(s, "/e/key-1", std::string(R"({"name":"test/x","ts":)") + ts + "}", 400, "\"ts\" must be milliseconds");
+    }
+    // Huge numbers a double holds are data like any other.
+    auto ok = s.post("/e/key-1", R"({"name":"test/big","ts":281474976710655,"data":{"amount":1e300,"n":18446744073709551615}})");
+    REQUIRE(ok);
+    CHECK(ok->status == 200);
+    auto health = s.http->Get("/health");
+    REQUIRE(health);
+    CHECK(health->status == 200);
   }
 
   TEST_CASE("events and requests over the size limits answer 413 and store nothing") {

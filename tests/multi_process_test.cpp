@@ -78,7 +78,7 @@ TEST_SUITE("multi_process") {
     int64_t expected = 0;
     for (int i = 0; i < 20; ++i) expected += 7 * 100 + i;
     CHECK(run["output"] == expected);
-    CHECK(run["steps"].size() == 21);  // 20 steps and the sleep halfway
+    CHECK(run["steps"].size() == 21);  // 20 steps and the sleep
 
     // Every step ran once, in the worker.
     std::ifstream ledger(dir.file("ledger.txt"));

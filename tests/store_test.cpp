@@ -312,7 +312,7 @@ TEST_SUITE("store") {
     store->ingest({item("E1", "x", {"R1", "R2"})}, kT0, 24h);
     store->claim({"fn"}, kT0, lease("alive", kT0 + 30s), 1);
     store->claim({"fn"}, kT0, lease("dead", kT0 + 30s), 1);
-    CHECK(store->renew_leases("alive", {"R1", "R2"}, kT0 + 60s) == 1);  // R2 is not alive's
+    CHECK(store->renew_leases("alive", {"R1", "R2"}, kT0 + 60s, kT0 + 30s) == 1);  // R2 is not alive's
     CHECK(store->recover_expired_leases(kT0 + 45s).size() == 1);  // only the dead worker's run
     auto queued = store->claim({"fn"}, kT0 + 45s, lease("alive", kT0 + 75s), 10);
     CHECK(queued.size() == 1);

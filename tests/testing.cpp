@@ -110,6 +110,7 @@ bool ChildProcess::running() {
   int status = 0;
   if (waitpid(pid_, &status, WNOHANG) == pid_) {
     pid_ = -1;
+    exit_status_ = status;
     return false;
   }
   return true;

@@ -8,6 +8,7 @@
 #include <functional>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -63,11 +64,14 @@ class ChildProcess {
   pid_t pid() const { return pid_; }
   // Whether it is still running (false once it exited by itself).
   bool running();
+  // The raw wait status once running() found that it exited by itself; nullopt before.
+  std::optional<int> exit_status() const { return exit_status_; }
   // Sends `signal`, waits for the exit and returns the raw wait status.
   int stop(int signal);
 
  private:
   pid_t pid_ = -1;
+  std::optional<int> exit_status_;
 };
 
 // `program` as the shell would find it on the PATH, or "" when it is not there.

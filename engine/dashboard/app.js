@@ -31,7 +31,10 @@ function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (v === undefined || v === null || v === false) continue;
-    if (k.startsWith("on")) node.addEventListener(k.slice(2), v); else node.setAttribute(k, v === true ? "" : v);
+    // Styles through the CSSOM: the Content-Security-Policy forbids style attributes.
+    if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (k === "style") node.style.cssText = v;
+    else node.setAttribute(k, v === true ? "" : v);
   }
   for (const c of children.flat()) node.append(c instanceof Node ? c : document.createTextNode(c ?? ""));
   return node;

@@ -31,8 +31,9 @@ class EngineAccess;
 // How hard each commit is pushed to disk.
 enum class Durability {
   full,    // fsync on every commit (SQLite synchronous=FULL): nothing acknowledged is lost
-  normal,  // WAL with synchronous=NORMAL: survives process crashes; a power loss may lose
-           // the last commits
+  normal,  // WAL with synchronous=NORMAL: survives process crashes; a power loss loses the
+           // commits since the WAL was last synced, i.e. since the last checkpoint began
+           // (docs/operations.md, "Storage faults")
 };
 
 // Where failed runs are reported (EngineOptions::alert_webhook; docs/operations.md, "Failure
@@ -90,8 +91,28 @@ struct ServeOptions {
   bool metrics_require_api_key = false;
   // Largest accepted event (its JSON text) in bytes; larger: 413. Default: 512 KiB.
   size_t max_event_bytes = 512 * 1024;
-  // Largest accepted request body in bytes; larger: 413. Default: 3 MiB.
+  // Largest accepted request body in bytes, counted as it arrives, and again after a gzip or
+  // deflate body is inflated; larger: 413 and the connection closed. Default: 3 MiB.
   size_t max_request_bytes = 3 * 1024 * 1024;
+  // Largest request head (request line and headers) in bytes; larger: 431. Default: 16 KiB.
+  size_t max_header_bytes = 16 * 1024;
+  // A request's head must have arrived this long after its first byte, however slowly it
+  // comes; then the connection is closed. Default: 10 s.
+  std::chrono::milliseconds header_timeout = std::chrono::seconds(10);
+  // The whole request, body included, must have arrived this long after its first byte.
+  // Default: 60 s.
+  std::chrono::milliseconds request_timeout = std::chrono::seconds(60);
+  // A keep-alive connection with no request under way is closed after this. Default: 60 s.
+  std::chrono::milliseconds idle_timeout = std::chrono::seconds(60);
+  // An answer the client does not read within this is abandoned, and the connection closed.
+  // Default: 60 s.
+  std::chrono::milliseconds write_timeout = std::chrono::seconds(60);
+  // Open connections at most; more are answered 503 and closed. (Each is a file descriptor:
+  // the server raises the process's soft limit to the hard one.) Default: 10,000.
+  int max_connections = 10000;
+  // Threads that run request handlers (ingest, queries, operator actions); connections
+  // themselves need none. Default: 16.
+  int handler_threads = 16;
   // On shutdown, how long running steps get to finish before the process exits anyway (what
   // is left is recovered through leases on the next start). Default: 10 s.
   std::chrono::milliseconds shutdown_grace = std::chrono::seconds(10);
@@ -165,7 +186,10 @@ class Engine {
   int listen(ServeOptions options = {});
 
   // start(), listen(), then blocks until SIGINT or SIGTERM; then stops (see stop()) and
-  // returns the process exit code: 0 after a clean stop.
+  // returns the process exit code: 0 after a clean stop. If the store fails meanwhile (an
+  // fsync or other I/O error: it then refuses every write, see docs/operations.md, "Storage
+  // faults"), it stops at once, without a grace period, and returns 74 (EX_IOERR): restart
+  // the process, which recovers from what is on disk.
   int serve(ServeOptions options = {});
 
   // Stops the HTTP API, stops claiming runs, and lets running executions finish their

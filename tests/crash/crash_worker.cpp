@@ -1,14 +1,17 @@
-// The child process of tests/crash_test.cpp: an engine that runs the 20-step function
-// "crash-20", and "crash-primitives" (a send, an invoke, a parallel group and a wait), until it
-// is killed. Every step body first appends "<generation> <run_id> <step_key>" to a ledger, so
-// the parent can tell afterwards which step bodies ran in which incarnation.
+// The child process of tests/crash_test.cpp and of the crash torture (tests/torture/): an
+// engine that runs the 20-step function "crash-20", and "crash-primitives" (a send, an invoke,
+// a parallel group and a wait), until it is killed. Every step body first appends
+// "<generation> <run_id> <step_key>" to a ledger, so the parent can tell afterwards which step
+// bodies ran in which incarnation.
 //
 //   crash_worker --database F --ledger L --port-file P --generation G
 //                [--workers N] [--lease-ttl-ms MS] [--step-ms MS]
+//   crash_worker --database F --ledger L --serve-port PORT --generation G [...]
 //
 // Once the HTTP API listens (event key "crash"), the port is written to P (through a rename,
 // so a reader never sees half of it); then the process waits for SIGKILL, which it also gets
-// when its parent dies.
+// when its parent dies. With --serve-port it runs Engine::serve() on PORT instead, and exits
+// with serve()'s exit code (tests/fail_stop_test.cpp: 74 after the store failed).
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -39,12 +42,13 @@ struct Args {
   int workers = 4;
   int lease_ttl_ms = 750;
   int step_ms = 2;
+  int serve_port = -1;
 };
 
 [[noreturn]] void usage(const std::string& problem) {
   std::fprintf(stderr,
-               "crash_worker: %s\nusage: crash_worker --database F --ledger L --port-file P --generation G "
-               "[--workers N] [--lease-ttl-ms MS] [--step-ms MS]\n",
+               "crash_worker: %s\nusage: crash_worker --database F --ledger L (--port-file P | --serve-port PORT) "
+               "--generation G [--workers N] [--lease-ttl-ms MS] [--step-ms MS]\n",
                problem.c_str());
   std::exit(2);
 }
@@ -76,12 +80,15 @@ Args parse_args(int argc, char** argv) {
       args.lease_ttl_ms = number();
     } else if (flag == "--step-ms") {
       args.step_ms = number();
+    } else if (flag == "--serve-port") {
+      args.serve_port = number();
     } else {
       usage(fmt::format("unknown option {}", flag));
     }
   }
-  if (args.database.empty() || args.ledger.empty() || args.port_file.empty() || args.generation < 0) {
-    usage("--database, --ledger, --port-file and --generation are required");
+  if (args.database.empty() || args.ledger.empty() || (args.port_file.empty() && args.serve_port < 0) ||
+      args.generation < 0) {
+    usage("--database, --ledger, --port-file (or --serve-port) and --generation are required");
   }
   return args;
 }
@@ -130,9 +137,10 @@ int main(int argc, char** argv) {
         std::this_thread::sleep_for(step_time);
         return seed * 100 + i;
       });
-      // Halfway, a short durable sleep: its deadline must survive the kills too, and on the
-      // real clock the run is claimed ahead of it and held until it ends.
-      if (i == kSteps / 2 - 1) ctx.step.sleep("halfway", std::chrono::milliseconds(30));
+      // A short durable sleep, after step `seed % 20` and 20-80 ms long, so that kills find
+      // runs asleep at every point of their course: its deadline must survive the kills too, and
+      // on the real clock the run is claimed ahead of it and held until it ends.
+      if (i == seed % kSteps) ctx.step.sleep("nap", std::chrono::milliseconds(20 * (1 + seed % 4)));
     }
     return sum;
   });
@@ -161,6 +169,7 @@ int main(int argc, char** argv) {
     });
   });
   engine.function({.id = "crash-ping"}, durable::on_event("crash/ping"), [](durable::Context& ctx) { return ctx.event.data.at("seed"); });
+  if (args.serve_port >= 0) return engine.serve({.port = args.serve_port, .event_keys = {"crash"}});
   int port = engine.listen({.port = 0, .event_keys = {"crash"}});
 
   std::string tmp = args.port_file + ".tmp";

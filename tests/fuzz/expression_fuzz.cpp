@@ -1,8 +1,6 @@
 // libFuzzer target for expressions: any bytes are parsed, and whatever parses is evaluated
 // against a fixed event. Parsing may only throw ExpressionError, naming a column inside the
-// text (or just past it); evaluation may not throw at all. Build with -DDURABLE_FUZZ=ON and
-// CXX=clang++, then run e.g.
-// `expression_fuzz -max_total_time=150 CORPUS_DIR`.
+// text (or just past it); evaluation may not throw at all. Run by scripts/fuzz.sh.
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
