@@ -505,7 +505,9 @@ TEST_SUITE("api") {
     CHECK(other.runs_for_event(other.send(Event{.name = "test/sleep"})).size() == 1);
     auto answer = s.post("/v1/functions/sleeper/unregister", "");
     CHECK(answer["unregistered"] == "sleeper");
-    for (const auto& f : s.get("/v1/functions")["functions"]) CHECK(f["id"] != "sleeper");
+    // Held in a variable: a range-for over a temporary's element would use it after its end.
+    const nlohmann::json functions = s.get("/v1/functions")["functions"];
+    for (const auto& f : functions) CHECK(f["id"] != "sleeper");
     CHECK(other.runs_for_event(other.send(Event{.name = "test/sleep"})).empty());
     CHECK(other.runs_for_event(other.send(Event{.name = "test/steps"})).size() == 1);  // the others stay
     s.post("/v1/functions/sleeper/unregister", "", 404);

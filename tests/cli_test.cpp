@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -502,6 +503,28 @@ TEST_SUITE("cli") {
     auto gone = s.cli({"gc", "--older-than", "7d"});
     CHECK(gone.out == "deleted 2 runs and 4 events\n");
     CHECK(s.cli({"runs"}).out == "no runs\n");
+  }
+
+  TEST_CASE("serve refuses a bad limit before it creates the database or listens") {
+    TempDir dir;
+    const std::string db = dir.file("never.db");
+    const std::vector<std::pair<std::vector<std::string>, std::string>> bad = {
+        {{"--max-request-bytes", "0"}, "--max-request-bytes: '0' is not a positive integer"},
+        {{"--max-event-bytes", "-5"}, "--max-event-bytes: '-5' is not a positive integer"},
+        {{"--max-connections", "2000000"}, "--max-connections: give a number from 1 to 1000000"},
+        {{"--header-timeout", "0s"}, "--header-timeout: the duration must be more than zero"},
+        {{"--request-timeout", "soon"}, "--request-timeout: 'soon' is not a duration"},
+        {{"--idle-timeout"}, "--idle-timeout"},
+    };
+    for (const auto& [flags, message] : bad) {
+      std::vector<std::string> args = {"serve", "--database", db, "--port", "0"};
+      args.insert(args.end(), flags.begin(), flags.end());
+      auto result = run_cli(args);
+      CAPTURE(result.err);
+      CHECK(result.exit_code == 2);
+      CHECK(contains(result.err, message));
+    }
+    CHECK_FALSE(std::filesystem::exists(db));
   }
 
   TEST_CASE("serve runs the API over a database until SIGTERM") {

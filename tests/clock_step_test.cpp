@@ -451,11 +451,12 @@ TEST_SUITE("clock step") {
     TempDir dir;
     const std::string db = dir.file("clock.db");
     set_offset(dir, "+0");
+    std::vector<std::string> env = preload_env(faketime);
+    env.insert(env.end(), {"FAKETIME_TIMESTAMP_FILE=" + dir.file("faketime.rc"), "FAKETIME_DONT_FAKE_MONOTONIC=1",
+                           "FAKETIME_CACHE_DURATION=1"});
     ChildProcess worker({DURABLE_CLOCK_STEP_WORKER, "--database", db, "--port-file", dir.file("port"), "--workers", "4",
                          "--lease-ttl-ms", "3000"},
-                        dir.file("worker.log"),
-                        {"LD_PRELOAD=" + faketime, "FAKETIME_TIMESTAMP_FILE=" + dir.file("faketime.rc"),
-                         "FAKETIME_DONT_FAKE_MONOTONIC=1", "FAKETIME_CACHE_DURATION=1"});
+                        dir.file("worker.log"), env);
     int port = 0;
     REQUIRE(wait_until([&] {
       std::ifstream in(dir.file("port"));

@@ -53,13 +53,6 @@ std::string file_text(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-// The shim is not built with the sanitizers: under DURABLE_SANITIZE, ASan must not insist on
-// being the first library loaded.
-std::string asan_options() {
-  const char* current = std::getenv("ASAN_OPTIONS");
-  return std::string("ASAN_OPTIONS=") + (current && *current ? std::string(current) + ":" : "") + "verify_asan_link_order=0";
-}
-
 // One POST /e/{key} as the client saw it.
 struct Reply {
   int64_t seed;
@@ -196,9 +189,10 @@ TEST_SUITE("fail_stop") {
       auto res = probe.Get("/health");
       return res && res->status == 200;
     };
-    ChildProcess faulty(worker_args(0), dir.file("worker-0.log"),
-                        {std::string("LD_PRELOAD=") + DURABLE_FSYNC_FAULT, fmt::format("DURABLE_FSYNC_FAIL_AT={}", kFailAt),
-                         "DURABLE_FSYNC_FAIL_SUFFIX=-wal", "DURABLE_FSYNC_FAULT_REPORT=" + report, asan_options()});
+    std::vector<std::string> fault_env = preload_env(DURABLE_FSYNC_FAULT);
+    fault_env.insert(fault_env.end(), {fmt::format("DURABLE_FSYNC_FAIL_AT={}", kFailAt), "DURABLE_FSYNC_FAIL_SUFFIX=-wal",
+                                       "DURABLE_FSYNC_FAULT_REPORT=" + report});
+    ChildProcess faulty(worker_args(0), dir.file("worker-0.log"), fault_env);
     REQUIRE_MESSAGE(wait_until(healthy, 10s), "the server did not start:\n" << file_text(dir.file("worker-0.log")));
 
     constexpr int kClients = 4;

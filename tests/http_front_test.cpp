@@ -575,6 +575,12 @@ TEST_SUITE("http_front") {
     long grown_kib = after - before;
     MESSAGE("the server's peak resident memory grew by " << grown_kib << " KiB, with a body limit of "
                                                          << kLimit / 1024 << " KiB, under 256 MiB bodies and a 512 MiB gzip bomb");
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    // A sanitizer keeps freed memory in quarantine and adds shadow memory: its RSS says
+    // nothing about the server's. The uninstrumented build of the same suite checks the bound.
+    MESSAGE("sanitizer build: the bound on growth is checked by the uninstrumented build only");
+#else
     CHECK(grown_kib < static_cast<long>(8 * kLimit / 1024));
+#endif
   }
 }

@@ -125,6 +125,12 @@ int ChildProcess::stop(int signal) {
   return status;
 }
 
+std::vector<std::string> preload_env(const std::string& library) {
+  const char* asan = std::getenv("ASAN_OPTIONS");
+  return {"LD_PRELOAD=" + library,
+          "ASAN_OPTIONS=" + (asan && *asan ? std::string(asan) + ":" : std::string()) + "verify_asan_link_order=0"};
+}
+
 std::string find_on_path(const std::string& program) {
   const char* path = std::getenv("PATH");
   std::stringstream dirs(path ? path : "");

@@ -74,6 +74,11 @@ class ChildProcess {
   std::optional<int> exit_status_;
 };
 
+// The environment entries that preload `library` (LD_PRELOAD) into a ChildProcess. In a build
+// with ASan, they also tell ASan not to insist on being the first library loaded (the
+// preloaded one is not instrumented).
+std::vector<std::string> preload_env(const std::string& library);
+
 // `program` as the shell would find it on the PATH, or "" when it is not there.
 std::string find_on_path(const std::string& program);
 
