@@ -38,7 +38,7 @@ GroupCommitWriter::~GroupCommitWriter() {
 }
 
 void GroupCommitWriter::write(const std::function<void(SqliteDb&)>& work) {
-  if (failed_.load(std::memory_order_acquire)) std::rethrow_exception(failure_);
+  if (failed_.load(std::memory_order_acquire)) throw StoreError(*failure_);
   Pending pending;
   pending.work = &work;
   {
@@ -59,7 +59,7 @@ void GroupCommitWriter::write(const std::function<void(SqliteDb&)>& work) {
       bool wake = !queue_.empty() || pausers_ > 0;
       lock.unlock();
       if (wake) cv_.notify_all();
-      if (pending.error) std::rethrow_exception(pending.error);
+      throw_error(pending);
       return;
     }
     queue_.push_back(&pending);
@@ -80,6 +80,14 @@ void GroupCommitWriter::write(const std::function<void(SqliteDb&)>& work) {
   // writing: it wakes only the first caller, and every woken caller wakes two more. Only
   // callers still waiting are in the list, so their frames are alive.
   for (size_t child = 2 * index + 1; child <= 2 * index + 2 && child < list->size(); ++child) wake(list, child);
+  throw_error(pending);
+}
+
+void GroupCommitWriter::throw_error(const Pending& pending) {
+  // A copy per caller: one exception object rethrown in several threads would be destroyed
+  // by whichever released it last, ordered only by libstdc++'s uninstrumented reference
+  // count (a ThreadSanitizer report, and nothing a reader of this code could check).
+  if (pending.store_error) throw StoreError(*pending.store_error);
   if (pending.error) std::rethrow_exception(pending.error);
 }
 
@@ -131,14 +139,14 @@ void GroupCommitWriter::set_failure_listener(std::function<void(const std::strin
   failure_listener_ = std::move(listener);
 }
 
-std::exception_ptr GroupCommitWriter::fail_with(const StoreError& cause) {
+std::shared_ptr<const StoreError> GroupCommitWriter::fail_with(const StoreError& cause) {
   std::function<void(const std::string&)> listener;
   {
     std::lock_guard lock(failure_mu_);
     if (failed_.load(std::memory_order_relaxed)) return failure_;  // the first cause stands
     failure_text_ = fmt::format("the store stopped writing after an I/O error and the process must be restarted ({})",
                                 cause.what());
-    failure_ = std::make_exception_ptr(StoreError(cause.code(), failure_text_));
+    failure_ = std::make_shared<const StoreError>(cause.code(), failure_text_);
     failed_.store(true, std::memory_order_release);
     listener = failure_listener_;
   }
@@ -190,7 +198,7 @@ void GroupCommitWriter::commit_or_fail(std::span<Pending*> batch) {
   if (failed_.load(std::memory_order_acquire)) {
     // Work queued before the failure: refused like every write after it. Its callers have
     // not been answered yet, so nothing is acknowledged after the failure.
-    for (Pending* p : batch) p->error = failure_;
+    for (Pending* p : batch) p->store_error = failure_;
     return;
   }
   try {
@@ -208,15 +216,22 @@ void GroupCommitWriter::commit_or_fail(std::span<Pending*> batch) {
     } catch (...) {
       // No transaction was open, or SQLite already rolled it back.
     }
+    std::shared_ptr<const StoreError> store_error;
     try {
       std::rethrow_exception(error);
     } catch (const StoreError& e) {
       // Set before any caller of this batch is woken: a caller that learns of the failure
       // can never see a later write acknowledged.
-      if (e.is_fatal()) error = fail_with(e);
+      store_error = e.is_fatal() ? fail_with(e) : std::make_shared<const StoreError>(e);
     } catch (...) {
     }
-    for (Pending* p : batch) p->error = error;
+    for (Pending* p : batch) {
+      if (store_error) {
+        p->store_error = store_error;
+      } else {
+        p->error = error;
+      }
+    }
   }
 }
 

@@ -88,6 +88,9 @@ class GroupCommitWriter {
   using WakeList = std::shared_ptr<std::vector<Pending*>>;
   struct Pending {
     const std::function<void(SqliteDb&)>* work;
+    // What the caller throws: a StoreError of the whole batch (each caller throws its own
+    // copy), or the exception its own work threw.
+    std::shared_ptr<const StoreError> store_error;
     std::exception_ptr error;
     std::mutex mu;
     std::condition_variable cv;
@@ -109,7 +112,9 @@ class GroupCommitWriter {
   void begin();
   // Sets the failed state from `cause` (fatal) if not set yet; returns the error every caller
   // gets from now on.
-  std::exception_ptr fail_with(const StoreError& cause);
+  std::shared_ptr<const StoreError> fail_with(const StoreError& cause);
+  // Throws what `pending` failed with, if anything.
+  static void throw_error(const Pending& pending);
 
   SqliteDb& db_;
   std::mutex* db_mu_;
@@ -128,7 +133,7 @@ class GroupCommitWriter {
   // true (release); it is read only after failed_ was seen true (acquire).
   std::atomic<bool> failed_{false};
   std::mutex failure_mu_;
-  std::exception_ptr failure_;  // a StoreError
+  std::shared_ptr<const StoreError> failure_;
   std::string failure_text_;
   std::function<void(const std::string&)> failure_listener_;
 
