@@ -38,7 +38,7 @@ GroupCommitWriter::~GroupCommitWriter() {
 }
 
 void GroupCommitWriter::write(const std::function<void(SqliteDb&)>& work) {
-  if (failed_.load(std::memory_order_acquire)) throw StoreError(*failure_);
+  if (failed_.load(std::memory_order_acquire)) throw failure_->unshared_copy();
   Pending pending;
   pending.work = &work;
   {
@@ -84,10 +84,10 @@ void GroupCommitWriter::write(const std::function<void(SqliteDb&)>& work) {
 }
 
 void GroupCommitWriter::throw_error(const Pending& pending) {
-  // A copy per caller: one exception object rethrown in several threads would be destroyed
-  // by whichever released it last, ordered only by libstdc++'s uninstrumented reference
-  // count (a ThreadSanitizer report, and nothing a reader of this code could check).
-  if (pending.store_error) throw StoreError(*pending.store_error);
+  // A copy per caller, sharing not even its message: one exception object rethrown in
+  // several threads would be destroyed by whichever released it last, ordered only by
+  // libstdc++'s uninstrumented reference count (a ThreadSanitizer report).
+  if (pending.store_error) throw pending.store_error->unshared_copy();
   if (pending.error) std::rethrow_exception(pending.error);
 }
 
@@ -222,7 +222,7 @@ void GroupCommitWriter::commit_or_fail(std::span<Pending*> batch) {
     } catch (const StoreError& e) {
       // Set before any caller of this batch is woken: a caller that learns of the failure
       // can never see a later write acknowledged.
-      store_error = e.is_fatal() ? fail_with(e) : std::make_shared<const StoreError>(e);
+      store_error = e.is_fatal() ? fail_with(e) : std::make_shared<const StoreError>(e.unshared_copy());
     } catch (...) {
     }
     for (Pending* p : batch) {

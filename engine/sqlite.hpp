@@ -23,6 +23,10 @@ class StoreError : public Error {
  public:
   StoreError(int code, const std::string& message) : Error(message), code_(code) {}
   int code() const { return code_; }
+  // A copy that shares nothing with this one. std::runtime_error's copy constructor shares
+  // one reference-counted message between the copies, and libstdc++ counts that reference
+  // without telling ThreadSanitizer: an error handed to another thread is copied with this.
+  StoreError unshared_copy() const { return StoreError(code_, std::string(what())); }
   // True for SQLITE_BUSY/SQLITE_LOCKED: another connection held the lock past the busy
   // timeout; the operation may succeed if tried again.
   bool is_busy() const;

@@ -4,7 +4,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${DURABLE_BUILD_DIR:-$root/build}
-bash "$root/scripts/build.sh"
+# An instrumented build (scripts/sanitize.sh) needs only the suite and the programs it starts.
+bash "$root/scripts/build.sh" ${DURABLE_SANITIZE:+--target durable_tests}
 # The npm packages of the tests that run node, each from its package-lock.json: the inngest SDK
 # (tests/inngest_compat_test.cpp) and playwright-core (tests/dashboard_e2e_test.cpp). Installed
 # when missing or older than the lock (npm rewrites node_modules/.package-lock.json each time).
