@@ -8,7 +8,7 @@
 #include <fmt/format.h>
 
 #include "cli/args.hpp"
-#include "engine/json_input.hpp"
+#include "engine/base/json_input.hpp"
 
 namespace cli {
 
@@ -37,7 +37,7 @@ bool is_engine_url(const std::string& url) {
 // How deeply an answer may nest. Answers hold what the engine stored (event data, itself at
 // most kMaxJsonDepth deep, and step outputs, which the engine does not limit) a few levels
 // down; the limit keeps a hostile or broken server from handing the CLI a value that printing
-// or copying could not take without overflowing the stack (engine/json_input.hpp).
+// or copying could not take without overflowing the stack (engine/base/json_input.hpp).
 constexpr int kMaxAnswerDepth = 1000;
 
 // Turns an answer into its JSON, or into an ApiError carrying the engine's `error` message.

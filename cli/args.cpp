@@ -6,7 +6,7 @@
 
 #include <fmt/format.h>
 
-#include "engine/json_input.hpp"
+#include "engine/base/json_input.hpp"
 
 namespace cli {
 

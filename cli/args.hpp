@@ -54,7 +54,7 @@ std::chrono::milliseconds parse_duration(std::string_view text, std::string_view
 // A positive integer. Throws UsageError naming `option` otherwise.
 int64_t parse_count(std::string_view text, std::string_view option);
 
-// JSON text, as the engine would take it in a request (engine/json_input.hpp: nested at most
+// JSON text, as the engine would take it in a request (engine/base/json_input.hpp: nested at most
 // kMaxJsonDepth deep, numbers in a double's range). Throws UsageError naming `what` and the
 // place otherwise.
 nlohmann::json parse_json(std::string_view text, std::string_view what);

@@ -4,8 +4,8 @@
 
 #include <durable/engine.hpp>
 
-#include "engine/step_mocks.hpp"
-#include "engine/store.hpp"
+#include "engine/exec/step_mocks.hpp"
+#include "engine/store/store.hpp"
 
 namespace durable {
 

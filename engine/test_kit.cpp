@@ -6,8 +6,8 @@
 
 #include <fmt/format.h>
 
-#include "engine/api_json.hpp"
 #include "engine/engine_access.hpp"
+#include "engine/http/api_json.hpp"
 
 namespace durable::testing {
 

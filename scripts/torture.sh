@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The crash torture's long form (docs/operations.md, "Crash torture"): builds, then kills the
 # crash worker for MINUTES while it takes 1,000 runs of 20 steps over HTTP with resends, at
-# least max(200, 22 x MINUTES) times, each crash point of engine/crash_points.hpp at least 5 of
+# least max(200, 22 x MINUTES) times, each crash point of engine/base/crash_points.hpp at least 5 of
 # them, and checks the store and the ledger afterwards. Prints the report (kills by kind, runs
 # lost, committed steps re-run, duplicate runs per event id); exits non-zero if any of those
 # three is not 0 or anything else was found wrong. Not part of scripts/test.sh, which runs the

@@ -1,6 +1,6 @@
 #include <durable/client.hpp>
 
-// The client is the one place outside engine/http_server.cpp that includes httplib: it is an
+// The client is the one place outside engine/http/http_server.cpp that includes httplib: it is an
 // HTTP client, and users link it without the engine.
 #include <httplib.h>
 
@@ -14,7 +14,7 @@ namespace {
 
 // The engine's answer, or a discarded value when it is not JSON or nests deeper than any answer
 // of the event API ({"ids": [...]}, {"error": "..."}). The engine parses what it receives with
-// engine/json_input.hpp, which the SDK cannot include; this is the small part of it a client
+// engine/base/json_input.hpp, which the SDK cannot include; this is the small part of it a client
 // needs: nlohmann's parser is iterative, values deeper than the limit are never built, and
 // nothing here copies or prints the answer recursively, so no answer can overflow the stack.
 nlohmann::json parse_answer(const std::string& body) {

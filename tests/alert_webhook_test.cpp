@@ -11,8 +11,8 @@
 
 #include <doctest/doctest.h>
 
-#include "engine/alert_webhook.hpp"
-#include "engine/sqlite_store.hpp"
+#include "engine/exec/alert_webhook.hpp"
+#include "engine/store/sqlite/sqlite_store.hpp"
 #include "tests/testing.hpp"
 
 using namespace durable;

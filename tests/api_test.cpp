@@ -8,10 +8,10 @@
 
 #include <doctest/doctest.h>
 
-#include "engine/api.hpp"
-#include "engine/retention.hpp"
-#include "engine/sqlite.hpp"
-#include "engine/sqlite_store.hpp"
+#include "engine/exec/retention.hpp"
+#include "engine/http/api.hpp"
+#include "engine/store/sqlite/sqlite.hpp"
+#include "engine/store/sqlite/sqlite_store.hpp"
 #include "tests/testing.hpp"
 
 using namespace durable;

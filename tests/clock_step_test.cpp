@@ -22,9 +22,9 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
-#include "engine/clock_step.hpp"
-#include "engine/sqlite.hpp"
-#include "engine/sqlite_store.hpp"
+#include "engine/base/clock_step.hpp"
+#include "engine/store/sqlite/sqlite.hpp"
+#include "engine/store/sqlite/sqlite_store.hpp"
 #include "tests/testing.hpp"
 
 using namespace durable;

@@ -27,7 +27,7 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
-#include "engine/sqlite_store.hpp"
+#include "engine/store/sqlite/sqlite_store.hpp"
 #include "tests/testing.hpp"
 #include "tests/torture/torture.hpp"
 

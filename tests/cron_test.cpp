@@ -10,7 +10,7 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
-#include "engine/cron.hpp"
+#include "engine/events/cron.hpp"
 
 using namespace durable;
 

@@ -3,8 +3,8 @@
 // registration.
 #include <doctest/doctest.h>
 
-#include "engine/api_json.hpp"
-#include "engine/sqlite_store.hpp"
+#include "engine/http/api_json.hpp"
+#include "engine/store/sqlite/sqlite_store.hpp"
 #include "tests/testing.hpp"
 
 using namespace durable;

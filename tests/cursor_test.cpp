@@ -1,4 +1,4 @@
-// Page cursors (engine/cursor.hpp) and the id decoding under them (decode_id, engine/ids.hpp):
+// Page cursors (engine/http/cursor.hpp) and the id decoding under them (decode_id, engine/base/ids.hpp):
 // exactly the ids encode_id writes are accepted, as the bytes they spell; anything else is a
 // 400 naming the parameter.
 #include <array>
@@ -6,9 +6,9 @@
 
 #include <doctest/doctest.h>
 
-#include "engine/cursor.hpp"
-#include "engine/ids.hpp"
-#include "engine/request_error.hpp"
+#include "engine/base/ids.hpp"
+#include "engine/base/request_error.hpp"
+#include "engine/http/cursor.hpp"
 
 using namespace durable;
 

@@ -22,7 +22,7 @@
 
 #include <doctest/doctest.h>
 
-#include "engine/sqlite_store.hpp"
+#include "engine/store/sqlite/sqlite_store.hpp"
 #include "tests/testing.hpp"
 
 using namespace durable;

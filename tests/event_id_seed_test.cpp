@@ -5,8 +5,8 @@
 
 #include <doctest/doctest.h>
 
-#include "engine/event_id_seed.hpp"
-#include "engine/ids.hpp"
+#include "engine/base/ids.hpp"
+#include "engine/events/event_id_seed.hpp"
 
 using namespace durable;
 

@@ -7,7 +7,7 @@
 
 #include <doctest/doctest.h>
 
-#include "engine/expression.hpp"
+#include "engine/events/expression.hpp"
 
 using namespace durable;
 using nlohmann::json;

@@ -27,11 +27,11 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "engine/base/log.hpp"
 #include "engine/engine_access.hpp"
-#include "engine/group_commit.hpp"
-#include "engine/log.hpp"
-#include "engine/sqlite.hpp"
-#include "engine/sqlite_store.hpp"
+#include "engine/store/sqlite/group_commit.hpp"
+#include "engine/store/sqlite/sqlite.hpp"
+#include "engine/store/sqlite/sqlite_store.hpp"
 #include "tests/faults/power_cut_vfs.hpp"
 #include "tests/testing.hpp"
 
@@ -76,20 +76,26 @@ TEST_SUITE("fail_stop") {
 
     for (int code : {SQLITE_BUSY, SQLITE_FULL, SQLITE_CONSTRAINT_PRIMARYKEY, 0}) {
       CAPTURE(code);
-      CHECK_FALSE(StoreError(code, "").is_fatal());
-      CHECK_THROWS_AS(writer.write([code](SqliteDb&) { throw StoreError(code, "refused"); }), StoreError);
+      CHECK_FALSE(sqlite_error(code, "").is_fatal());
+      CHECK_THROWS_AS(writer.write([code](SqliteDb&) { throw sqlite_error(code, "refused"); }), StoreError);
       CHECK_FALSE(writer.failure());
     }
+    // What the caller should do: try again (busy, disk full), or not (a taken key).
+    CHECK(sqlite_error(SQLITE_BUSY, "").is_transient());
+    CHECK(sqlite_error(SQLITE_LOCKED_SHAREDCACHE, "").is_transient());
+    CHECK(sqlite_error(SQLITE_FULL, "").is_transient());
+    CHECK(sqlite_error(SQLITE_CONSTRAINT_PRIMARYKEY, "").is_conflict());
+    CHECK(sqlite_error(SQLITE_ERROR, "").is_conflict());
     for (int code : {SQLITE_IOERR_FSYNC, SQLITE_IOERR_WRITE, SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_NOMEM, SQLITE_READONLY_DBMOVED}) {
       CAPTURE(code);
-      CHECK(StoreError(code, "").is_fatal());
+      CHECK(sqlite_error(code, "").is_fatal());
     }
     writer.write([](SqliteDb& d) { d.cached("INSERT INTO t VALUES (1)").exec(); });
 
     try {
       writer.write([](SqliteDb& d) {
         d.cached("INSERT INTO t VALUES (2)").exec();
-        throw StoreError(SQLITE_IOERR_FSYNC, "sqlite: disk I/O error");
+        throw sqlite_error(SQLITE_IOERR_FSYNC, "sqlite: disk I/O error");
       });
       FAIL("a fatal error was not rethrown");
     } catch (const StoreError& e) {

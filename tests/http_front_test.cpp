@@ -27,7 +27,7 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
-#include "engine/sqlite.hpp"
+#include "engine/store/sqlite/sqlite.hpp"
 #include "tests/testing.hpp"
 
 using namespace durable;

@@ -3,7 +3,7 @@
 
 #include <doctest/doctest.h>
 
-#include "engine/ids.hpp"
+#include "engine/base/ids.hpp"
 
 using namespace durable;
 

@@ -12,8 +12,8 @@
 
 #include <doctest/doctest.h>
 
-#include "engine/event_id_seed.hpp"
-#include "engine/sqlite.hpp"
+#include "engine/events/event_id_seed.hpp"
+#include "engine/store/sqlite/sqlite.hpp"
 #include "tests/testing.hpp"
 
 using namespace durable;

@@ -1,4 +1,4 @@
-// Decoding a journal into what a replay reads (engine/journal_decoder.hpp): the memo tables of
+// Decoding a journal into what a replay reads (engine/exec/journal_decoder.hpp): the memo tables of
 // a well-formed journal, run_resumed's fresh attempts, and one error type, naming the entry,
 // for every malformed payload.
 #include <string>
@@ -6,7 +6,7 @@
 
 #include <doctest/doctest.h>
 
-#include "engine/journal_decoder.hpp"
+#include "engine/exec/journal_decoder.hpp"
 
 using namespace durable;
 using nlohmann::json;

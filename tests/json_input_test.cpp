@@ -1,4 +1,4 @@
-// JSON from outside the process (engine/json_input.hpp): nesting refused past the limit before
+// JSON from outside the process (engine/base/json_input.hpp): nesting refused past the limit before
 // it is built, numbers out of a double's range refused naming their field, malformed text
 // refused with its place, and everything else built exactly as nlohmann::json::parse builds it.
 #include <cstdint>
@@ -6,7 +6,7 @@
 
 #include <doctest/doctest.h>
 
-#include "engine/json_input.hpp"
+#include "engine/base/json_input.hpp"
 
 using namespace durable;
 using nlohmann::json;

@@ -6,8 +6,8 @@
 
 #include <doctest/doctest.h>
 
-#include "engine/sqlite.hpp"
-#include "engine/sqlite_store.hpp"
+#include "engine/store/sqlite/sqlite.hpp"
+#include "engine/store/sqlite/sqlite_store.hpp"
 #include "tests/testing.hpp"
 
 using namespace durable;

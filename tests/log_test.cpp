@@ -11,9 +11,9 @@
 
 #include <doctest/doctest.h>
 
-#include "engine/log.hpp"
-#include "engine/sqlite.hpp"
-#include "engine/sqlite_store.hpp"
+#include "engine/base/log.hpp"
+#include "engine/store/sqlite/sqlite.hpp"
+#include "engine/store/sqlite/sqlite_store.hpp"
 #include "tests/testing.hpp"
 
 using namespace durable;

@@ -20,7 +20,7 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
-#include "engine/metrics.hpp"
+#include "engine/exec/metrics.hpp"
 #include "tests/testing.hpp"
 
 using namespace durable;

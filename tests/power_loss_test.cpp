@@ -29,8 +29,8 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
-#include "engine/sqlite.hpp"
-#include "engine/sqlite_store.hpp"
+#include "engine/store/sqlite/sqlite.hpp"
+#include "engine/store/sqlite/sqlite_store.hpp"
 #include "tests/faults/power_cut_vfs.hpp"
 #include "tests/testing.hpp"
 

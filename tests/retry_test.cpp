@@ -5,7 +5,7 @@
 
 #include <doctest/doctest.h>
 
-#include "engine/retry_policy.hpp"
+#include "engine/exec/retry_policy.hpp"
 #include "tests/testing.hpp"
 
 using namespace durable;

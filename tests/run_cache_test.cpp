@@ -1,7 +1,7 @@
 // The run cache hands back a suspended run's journal only if nobody held the run since.
 #include <doctest/doctest.h>
 
-#include "engine/run_cache.hpp"
+#include "engine/exec/run_cache.hpp"
 
 using namespace durable;
 

@@ -5,8 +5,8 @@
 
 #include <doctest/doctest.h>
 
-#include "engine/schema.hpp"
-#include "engine/sqlite.hpp"
+#include "engine/store/sqlite/schema.hpp"
+#include "engine/store/sqlite/sqlite.hpp"
 #include "tests/testing.hpp"
 
 using namespace durable;

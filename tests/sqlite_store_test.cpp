@@ -9,10 +9,10 @@
 
 #include <doctest/doctest.h>
 
-#include "engine/group_commit.hpp"
-#include "engine/sqlite.hpp"
-#include "engine/sqlite_store.hpp"
-#include "engine/wal_checkpointer.hpp"
+#include "engine/store/sqlite/group_commit.hpp"
+#include "engine/store/sqlite/sqlite.hpp"
+#include "engine/store/sqlite/sqlite_store.hpp"
+#include "engine/store/sqlite/wal_checkpointer.hpp"
 #include "tests/testing.hpp"
 
 using namespace durable;
@@ -216,8 +216,8 @@ TEST_SUITE("sqlite_store") {
       try {
         insert();
       } catch (const StoreError& e) {
-        CHECK(e.is_busy());
-        CHECK_FALSE(e.is_fatal());
+        CHECK(is_sqlite_busy(e));
+        CHECK(e.is_transient());
         CHECK(std::string(e.what()).find("WAL is at its bound") != std::string::npos);
         refused = true;
       }

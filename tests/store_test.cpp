@@ -6,9 +6,9 @@
 
 #include <doctest/doctest.h>
 
-#include "engine/ids.hpp"
-#include "engine/sqlite.hpp"
-#include "engine/sqlite_store.hpp"
+#include "engine/base/ids.hpp"
+#include "engine/store/sqlite/sqlite.hpp"
+#include "engine/store/sqlite/sqlite_store.hpp"
 #include "tests/testing.hpp"
 
 using namespace durable;

@@ -18,7 +18,7 @@
 
 #include <doctest/doctest.h>
 
-#include "engine/sqlite_store.hpp"
+#include "engine/store/sqlite/sqlite_store.hpp"
 
 extern char** environ;
 

@@ -14,7 +14,7 @@
 
 #include <durable/durable.hpp>
 
-#include "engine/store.hpp"
+#include "engine/store/store.hpp"
 
 namespace durable::testing {
 

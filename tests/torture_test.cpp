@@ -1,6 +1,6 @@
 // The crash torture (tests/torture/torture.hpp), in its short form: 100 runs of 20 steps sent
 // over HTTP with resends, at least 20 kills of the worker, every crash point of
-// engine/crash_points.hpp among them at least once. The long form is this test with
+// engine/base/crash_points.hpp among them at least once. The long form is this test with
 // DURABLE_TORTURE_MINUTES=M set (`bash scripts/torture.sh [M]`, docs/operations.md "Crash
 // torture"): 1,000 runs, at least M minutes of killing, at least max(200, 22 M) kills, every
 // crash point at least 5 times. DURABLE_TORTURE_SEED=S repeats a run's random choices (the kill
@@ -17,7 +17,7 @@
 
 #include <doctest/doctest.h>
 
-#include "engine/crash_points.hpp"
+#include "engine/base/crash_points.hpp"
 #include "tests/torture/torture.hpp"
 
 using namespace durable;

@@ -1,4 +1,4 @@
-// libFuzzer target for cron schedules (engine/cron.hpp): any bytes as a schedule, with its
+// libFuzzer target for cron schedules (engine/events/cron.hpp): any bytes as a schedule, with its
 // optional TZ= prefix. Parsing may only throw CronError, with a message. For a schedule that
 // parses, the ticks around a few instants (ordinary days, daylight-saving changes, the ends of
 // the calendar) must keep the header's contract:
@@ -11,7 +11,7 @@
 #include <optional>
 #include <string_view>
 
-#include "engine/cron.hpp"
+#include "engine/events/cron.hpp"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// libFuzzer target for page cursors (engine/cursor.hpp) and the id decoding under them
+// libFuzzer target for page cursors (engine/http/cursor.hpp) and the id decoding under them
 // (decode_id): any bytes as a cursor are either refused with a RequestError(400) naming the
 // parameter, or accepted as exactly the id encode_id writes for the bytes they decode to. And
 // any 16 bytes, encoded, decode back to themselves. Run by scripts/fuzz.sh.
@@ -9,9 +9,9 @@
 #include <string>
 #include <string_view>
 
-#include "engine/cursor.hpp"
-#include "engine/ids.hpp"
-#include "engine/request_error.hpp"
+#include "engine/base/ids.hpp"
+#include "engine/base/request_error.hpp"
+#include "engine/http/cursor.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);

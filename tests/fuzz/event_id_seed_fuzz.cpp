@@ -1,15 +1,15 @@
-// libFuzzer target for the x-inngest-event-id-seed decoder (engine/event_id_seed.hpp): the
+// libFuzzer target for the x-inngest-event-id-seed decoder (engine/events/event_id_seed.hpp): the
 // first byte picks how many events the request holds (0-15), the rest is the header. A header
 // gives nothing, or that many ids: distinct, the same for the same header, each an id as
-// engine/ids.hpp spells them, with the header's millis as its time. Run by scripts/fuzz.sh.
+// engine/base/ids.hpp spells them, with the header's millis as its time. Run by scripts/fuzz.sh.
 #include <cstdint>
 #include <cstdlib>
 #include <set>
 #include <string>
 #include <string_view>
 
-#include "engine/event_id_seed.hpp"
-#include "engine/ids.hpp"
+#include "engine/base/ids.hpp"
+#include "engine/events/event_id_seed.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;

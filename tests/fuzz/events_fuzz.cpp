@@ -1,4 +1,4 @@
-// libFuzzer target for the event wire format (engine/event_format.hpp): any bytes as the body
+// libFuzzer target for the event wire format (engine/events/event_format.hpp): any bytes as the body
 // of POST /e/{key}. parse_events may only refuse with a RequestError, 400 or 413, with a
 // message; the events it accepts are valid, and accepted again, unchanged, when sent as the
 // SDK's client sends them. Run by scripts/fuzz.sh.
@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "engine/event_format.hpp"
+#include "engine/events/event_format.hpp"
 
 namespace {
 

@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "engine/expression.hpp"
+#include "engine/events/expression.hpp"
 
 namespace {
 

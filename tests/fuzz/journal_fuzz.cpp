@@ -1,4 +1,4 @@
-// libFuzzer target for the journal payload decoder (engine/journal_decoder.hpp). The input is
+// libFuzzer target for the journal payload decoder (engine/exec/journal_decoder.hpp). The input is
 // a journal, one entry per line: its kind (the JournalKind's value as a hex digit: '0'
 // run_started to 'a' wait_resolved; 'b'-'f' and any other character, kinds no engine writes),
 // its attempt ('_' none, '^' INT_MAX, 'v' INT_MIN, else the character minus '0'), its step key
@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/journal_decoder.hpp"
+#include "engine/exec/journal_decoder.hpp"
 
 namespace {
 

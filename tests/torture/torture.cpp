@@ -23,8 +23,8 @@
 
 #include <durable/client.hpp>
 
-#include "engine/crash_points.hpp"
-#include "engine/sqlite.hpp"
+#include "engine/base/crash_points.hpp"
+#include "engine/store/sqlite/sqlite.hpp"
 #include "tests/testing.hpp"
 
 namespace durable::testing {

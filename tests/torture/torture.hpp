@@ -4,7 +4,7 @@
 // (POST /e/{key}, each with an Inngest-style "id"), sends some acknowledged requests again, and
 // resends every request whose answer it did not get. Meanwhile it kills the worker again and
 // again, restarting it each time: with SIGKILL at a random moment, or by starting it with
-// DURABLE_CRASH_AT so that it dies at a named crash point (engine/crash_points.hpp: before and
+// DURABLE_CRASH_AT so that it dies at a named crash point (engine/base/crash_points.hpp: before and
 // after a commit's journal write, before and after COMMIT, in ingest, in lease recovery, while
 // replaying a journal). Between two incarnations, while no worker is alive, it reads which steps
 // are committed. Then the last incarnation finishes every run, and the driver checks the store
