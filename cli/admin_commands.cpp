@@ -121,7 +121,7 @@ int serve(const Invocation& inv) {
   duration("--idle-timeout", options.idle_timeout);
   // The engine has no functions of its own: it serves the API over the database, and runs
   // nothing until functions are registered in it.
-  durable::Engine engine({.database = inv.args.get("--database").value_or("durable.db")});
+  durable::Engine engine({.database = inv.args.get("--database").value_or("")});
   return engine.serve(options);
 }
 
@@ -187,13 +187,14 @@ Options:
        .run = gc},
       {.name = "serve",
        .summary = "run the engine's HTTP API over a database",
-       .help = R"(Usage: durable serve [--database PATH] [--port N] [--host H] [--api-key K] [--event-key K]
+       .help = R"(Usage: durable serve [--database URL] [--port N] [--host H] [--api-key K] [--event-key K]
 
-Runs the HTTP API (events, runs, functions) over the database PATH, with no functions of its
+Runs the HTTP API (events, runs, functions) over the database URL, with no functions of its
 own, until Ctrl-C or SIGTERM.
 
 Options:
-  --database PATH   the SQLite database (default durable.db; created if missing)
+  --database URL    the database: a SQLite file path (app.db, or sqlite:app.db; created if
+                    missing) (default: DURABLE_DATABASE, else durable.db)
   --port N          TCP port (default 8288; 0 picks a free one)
   --host H          address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
   --api-key K       keys accepted by the /v1 API, comma-separated (default: DURABLE_API_KEY;

@@ -30,7 +30,7 @@
 #include "engine/http/api.hpp"
 #include "engine/http/dashboard.hpp"
 #include "engine/http/http_server.hpp"
-#include "engine/store/sqlite/sqlite_store.hpp"
+#include "engine/store/open_store.hpp"
 
 namespace durable {
 
@@ -95,7 +95,8 @@ class Engine::Impl {
     if (options_.retention.count() < 0) throw Error("EngineOptions::retention must not be negative (0 keeps everything)");
     if (options_.poll_interval < std::chrono::milliseconds(1)) throw Error("EngineOptions::poll_interval must be positive");
     register_alert_webhook(functions_, options_.alert_webhook, clock_);
-    store_ = std::make_unique<SqliteStore>(SqliteStoreOptions{.path = options_.database, .durability = options_.durability});
+    options_.database = resolve_database_url(options_.database);
+    store_ = open_store(options_.database, StoreOpenOptions{.durability = options_.durability});
     // A wait resolved by an event stored here (or by a run's commit) queues its run: claim it
     // at once if it is ours. Other processes' runs are found by their polling.
     // Fail-stop: the store refuses every write from now on; serve() exits so that a supervisor
@@ -173,7 +174,7 @@ class Engine::Impl {
                                            [scheduler = scheduler_.get()] { scheduler->notify(); });
     cron_->start();
     log(LogLevel::info, "engine started",
-        {{"database", options_.database}, {"functions", std::to_string(functions_.ids().size())},
+        {{"database", masked_url(options_.database)}, {"functions", std::to_string(functions_.ids().size())},
          {"workers", std::to_string(options_.workers)}, {"worker_id", owner_}});
   }
 
@@ -382,7 +383,7 @@ class Engine::Impl {
   Metrics metrics_;
 
   // Declared in dependency order: destroyed from the bottom up, each before what it uses.
-  std::unique_ptr<SqliteStore> store_;
+  std::unique_ptr<Store> store_;
   std::unique_ptr<ExecutionEnv> env_;
   std::unique_ptr<Executor> executor_;
   std::unique_ptr<EventIngestor> ingestor_;

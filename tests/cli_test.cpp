@@ -527,6 +527,25 @@ TEST_SUITE("cli") {
     CHECK_FALSE(std::filesystem::exists(db));
   }
 
+  TEST_CASE("serve refuses a database URL it cannot open, naming it with its password masked") {
+    TempDir dir;
+    for (const std::string& url : {std::string("postgres://app:hunter2@127.0.0.1:1/app"), std::string("mysql://x@db/app"),
+                                   "sqlite:" + dir.file("no-such-dir/app.db")}) {
+      auto result = run_cli({"serve", "--database", url, "--port", "0"});
+      CAPTURE(result.err);
+      CHECK(result.exit_code != 0);
+      CHECK(contains(result.err, url == "postgres://app:hunter2@127.0.0.1:1/app" ? "postgres://app:***@127.0.0.1:1/app" : url));
+      CHECK_FALSE(contains(result.err, "hunter2"));
+    }
+  }
+
+  TEST_CASE("serve takes its database from DURABLE_DATABASE when --database is not given") {
+    auto opened = run_cli({"serve", "--port", "0"}, {"DURABLE_DATABASE=mysql://x@db/app"});
+    CAPTURE(opened.err);
+    CHECK(opened.exit_code != 0);
+    CHECK(contains(opened.err, "mysql://x@db/app"));
+  }
+
   TEST_CASE("serve runs the API over a database until SIGTERM") {
     TempDir dir;
     int port = free_port();

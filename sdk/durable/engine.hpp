@@ -47,9 +47,11 @@ struct AlertWebhook {
 };
 
 struct EngineOptions {
-  // SQLite database file, created if missing; ":memory:" for a private in-memory database.
-  // Default: "durable.db" in the working directory.
-  std::string database = "durable.db";
+  // The database (docs/configuration.md, "Database"): a SQLite file path, created if missing
+  // ("app.db", or "sqlite:app.db"); ":memory:" for a private in-memory database.
+  // Default (empty): the DURABLE_DATABASE environment variable, else "durable.db" in the
+  // working directory.
+  std::string database;
   // Default: full.
   Durability durability = Durability::full;
   // Worker threads, i.e. how many runs execute at once. Throughput grows with this number
