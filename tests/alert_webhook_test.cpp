@@ -12,7 +12,7 @@
 #include <doctest/doctest.h>
 
 #include "engine/exec/alert_webhook.hpp"
-#include "engine/store/sqlite/sqlite_store.hpp"
+#include "engine/store/open_store.hpp"
 #include "tests/testing.hpp"
 
 using namespace durable;
@@ -102,7 +102,8 @@ std::pair<int64_t, std::string> parse_signature(const std::string& header) {
 }
 
 std::vector<Run> alert_runs(const std::string& database) {
-  SqliteStore store({.path = database});
+  auto store_owner = open_store(database, {});
+  Store& store = *store_owner;
   return store.list_runs(RunFilter{.function_id = kAlertWebhookFunctionId}, 100, "");
 }
 

@@ -27,7 +27,7 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
-#include "engine/store/sqlite/sqlite_store.hpp"
+#include "engine/store/open_store.hpp"
 #include "tests/testing.hpp"
 #include "tests/torture/torture.hpp"
 
@@ -127,7 +127,8 @@ TEST_SUITE("crash") {
     std::vector<Event> events;
     for (int i = 0; i < kParents; ++i) events.push_back(Event{.name = "crash/primitives", .data = {{"seed", i}}});
     std::vector<std::string> event_ids = Client(fmt::format("http://127.0.0.1:{}", port), "crash").send(events);
-    SqliteStore store({.path = dir.file("crash.db")});
+    auto store_owner = open_store(dir.file("crash.db"), {});
+    Store& store = *store_owner;
     std::vector<std::string> run_ids;
     auto waiting_for_ack = [&](const std::string& run_id) {
       for (const auto& e : entries_of(store.load_journal(run_id), JournalKind::wait_started)) {

@@ -4,7 +4,7 @@
 #include <doctest/doctest.h>
 
 #include "engine/http/api_json.hpp"
-#include "engine/store/sqlite/sqlite_store.hpp"
+#include "engine/store/open_store.hpp"
 #include "tests/testing.hpp"
 
 using namespace durable;
@@ -17,7 +17,8 @@ const TimePoint kStart = ManualClock().now();  // 2030-01-01T00:00:00Z, a Tuesda
 
 // The runs of `function_id`, oldest first, as the tick times of their events.
 std::vector<TimePoint> ticks_of(const std::string& db, const std::string& function_id) {
-  SqliteStore store({.path = db});
+  auto store_owner = open_store(db, {});
+  Store& store = *store_owner;
   auto runs = store.list_runs(RunFilter{.function_id = function_id}, 1000, "");
   std::vector<TimePoint> ticks;
   for (auto it = runs.rbegin(); it != runs.rend(); ++it) {
@@ -53,7 +54,8 @@ TEST_SUITE("cron_trigger") {
     advance(engine, *clock, 15min);
     auto ticks = ticks_of(dir.file("t.db"), "report");
     CHECK(ticks == std::vector<TimePoint>{kStart + 15min, kStart + 30min});
-    SqliteStore store({.path = dir.file("t.db")});
+    auto store_owner = open_store(dir.file("t.db"), {});
+    Store& store = *store_owner;
     for (const Run& run : store.list_runs(RunFilter{.function_id = "report"}, 10, "")) {
       CHECK(run.status == RunStatus::completed);
       CHECK(run.output == "*/15 * * * *");
@@ -125,7 +127,8 @@ TEST_SUITE("cron_trigger") {
                          "function 'both': a trigger has both a cron schedule and an event", Error);
     engine.function({.id = "digest"}, {on_cron("TZ=Europe/Paris 0 8 * * MON-FRI"), on_event("digest/now")}, [](Context&) {});
     engine.start();
-    SqliteStore store({.path = dir.file("t.db")});
+    auto store_owner = open_store(dir.file("t.db"), {});
+    Store& store = *store_owner;
     auto functions = store.list_functions();
     REQUIRE(functions.size() == 1);
     nlohmann::json listed = function_json(functions[0]);

@@ -22,7 +22,7 @@
 
 #include <doctest/doctest.h>
 
-#include "engine/store/sqlite/sqlite_store.hpp"
+#include "engine/store/open_store.hpp"
 #include "tests/testing.hpp"
 
 using namespace durable;
@@ -130,7 +130,8 @@ TEST_SUITE("dashboard_e2e") {
     for (int n = 1; n <= 3; ++n) {
       runs.push_back(only_run(engine, engine.send({.name = "shop/quote.requested", .data = {{"n", n}}})).id);
     }
-    SqliteStore store({.path = dir.file("t.db")});
+    auto store_owner = open_store(dir.file("t.db"), {});
+    Store& store = *store_owner;
     bool finished = wait_until([&] {
       for (const auto& id : runs) {
         if (!is_finished(engine.get_run(id)->status)) return false;

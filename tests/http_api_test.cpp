@@ -4,8 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include "engine/engine_access.hpp"
 #include "engine/events/event_id_seed.hpp"
-#include "engine/store/sqlite/sqlite.hpp"
 #include "tests/testing.hpp"
 
 using namespace durable;
@@ -32,11 +32,12 @@ struct Server {
   // Rows in `table`; for events, only those sent to the API (runs ending add lifecycle events
   // of their own at any moment).
   int64_t count(const std::string& table) {
-    SqliteDb db(dir.file("t.db"), 5s);
-    std::string where = table == "events" ? " WHERE name NOT LIKE 'durable/%'" : "";
-    Statement s(db.handle(), "SELECT count(*) FROM " + table + where);
-    REQUIRE(s.step());
-    return s.get_int(0);
+    Store& store = EngineAccess::store(engine);
+    if (table == "runs") return store.count_runs(RunFilter{});
+    REQUIRE(table == "events");
+    int64_t n = 0;
+    for (const StoredEvent& e : store.list_events(EventFilter{}, 100000, "")) n += e.event.name.rfind("durable/", 0) != 0;
+    return n;
   }
 
   TempDir dir;
@@ -105,22 +106,20 @@ TEST_SUITE("http_api") {
     auto answer = body_of(s.post("/e/key-1", R"([{"name":"test/defaults"},
         {"name":"test/full","data":{"a":1},"user":{"email":"a@b.c"},"id":"dedup-1","ts":1700000000000,"v":"2024-01"}])"));
     REQUIRE(s.engine.drain());
-    SqliteDb db(s.dir.file("t.db"), 5s);
-    Statement q(db.handle(), "SELECT data, user_data, ts, v, dedup_key FROM events WHERE id = ?");
-    q.bind(1, answer["ids"][0].get<std::string>());
-    REQUIRE(q.step());
-    CHECK(q.get_text(0) == "{}");
-    CHECK(q.get_text(1) == "{}");
-    CHECK(q.get_int(2) == to_millis(now));
-    CHECK(q.is_null(3));
-    CHECK(q.is_null(4));
-    q.reset();
-    q.bind(1, answer["ids"][1].get<std::string>());
-    REQUIRE(q.step());
-    CHECK(q.get_text(1) == R"({"email":"a@b.c"})");
-    CHECK(q.get_int(2) == 1700000000000);
-    CHECK(q.get_text(3) == "2024-01");
-    CHECK(q.get_text(4) == "dedup-1");
+    Store& store = EngineAccess::store(s.engine);
+    std::optional<StoredEvent> plain = store.find_event(answer["ids"][0].get<std::string>());
+    REQUIRE(plain);
+    CHECK(plain->event.data == nlohmann::json::object());
+    CHECK(plain->event.user == nlohmann::json::object());
+    CHECK(plain->event.ts == now);
+    CHECK(plain->event.v.empty());
+    CHECK(plain->event.id.empty());
+    std::optional<StoredEvent> full = store.find_event(answer["ids"][1].get<std::string>());
+    REQUIRE(full);
+    CHECK(full->event.user == nlohmann::json{{"email", "a@b.c"}});
+    CHECK(full->event.ts == from_millis(1700000000000));
+    CHECK(full->event.v == "2024-01");
+    CHECK(full->event.id == "dedup-1");
   }
 
   TEST_CASE("a missing or unknown event key answers 401 and stores nothing") {

@@ -6,8 +6,8 @@
 
 #include <doctest/doctest.h>
 
+#include "engine/store/open_store.hpp"
 #include "engine/store/sqlite/sqlite.hpp"
-#include "engine/store/sqlite/sqlite_store.hpp"
 #include "tests/testing.hpp"
 
 using namespace durable;
@@ -80,7 +80,8 @@ void expect_renewals(ManualClock& clock, const std::string& path, const std::str
 // A run that a worker of a dead process claimed: it completed step "a", then the process
 // died holding the lease until `expires`.
 std::string abandoned_run(const std::string& path, const std::string& function_id, TimePoint now, TimePoint expires) {
-  SqliteStore store({.path = path});
+  auto store_owner = open_store(path, {});
+  Store& store = *store_owner;
   IngestStore::Item item{"E-dead", Event{.name = "test/abandoned", .ts = now},
                          {NewRun{.id = "R-dead", .function_id = function_id, .event_id = "E-dead"}}};
   store.ingest({item}, now, 24h);

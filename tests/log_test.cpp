@@ -12,8 +12,8 @@
 #include <doctest/doctest.h>
 
 #include "engine/base/log.hpp"
+#include "engine/store/open_store.hpp"
 #include "engine/store/sqlite/sqlite.hpp"
-#include "engine/store/sqlite/sqlite_store.hpp"
 #include "tests/testing.hpp"
 
 using namespace durable;
@@ -140,7 +140,8 @@ void add_functions(Engine& engine) {
 
 // A run of `function_id` claimed by a process that then died, its lease ending at `expires`.
 std::string abandoned_run(const std::string& path, const std::string& function_id, TimePoint now, TimePoint expires) {
-  SqliteStore store({.path = path});
+  auto store_owner = open_store(path, {});
+  Store& store = *store_owner;
   store.ingest({IngestStore::Item{"E-dead", Event{.name = "test/none", .ts = now},
                                   {NewRun{.id = "R-dead", .function_id = function_id, .event_id = "E-dead"}}}},
                now, 24h);

@@ -5,7 +5,7 @@
 #include <doctest/doctest.h>
 
 #include "engine/http/api_json.hpp"
-#include "engine/store/sqlite/sqlite_store.hpp"
+#include "engine/store/open_store.hpp"
 #include "tests/testing.hpp"
 
 using namespace durable;
@@ -176,7 +176,8 @@ TEST_SUITE("invoke") {
     REQUIRE(engine.drain());
     auto journal = read_journal(dir.file("t.db"), only_run(engine, cancelled).id);
     std::string child = steps_json(journal, clock->now())[0]["invoked_run_id"];
-    SqliteStore store({.path = dir.file("t.db")});
+    auto store_owner = open_store(dir.file("t.db"), {});
+    Store& store = *store_owner;
     REQUIRE(store.cancel_runs({child}, clock->now()).at(0) == RunAdmin::Change::done);
     REQUIRE(engine.drain());
     CHECK(wait_until([&] { return only_run(engine, cancelled).status == RunStatus::completed; }, 5s));

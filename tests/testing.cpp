@@ -18,7 +18,7 @@
 
 #include <doctest/doctest.h>
 
-#include "engine/store/sqlite/sqlite_store.hpp"
+#include "engine/store/open_store.hpp"
 
 extern char** environ;
 
@@ -46,8 +46,7 @@ EngineOptions engine_options(const std::string& database, std::shared_ptr<Clock>
 }
 
 std::vector<JournalEntry> read_journal(const std::string& path, const std::string& run_id) {
-  SqliteStore store({.path = path});
-  return store.load_journal(run_id);
+  return open_store(path, {})->load_journal(run_id);
 }
 
 std::vector<JournalEntry> entries_of(const std::vector<JournalEntry>& journal, JournalKind kind) {

@@ -5,7 +5,7 @@
 
 #include <doctest/doctest.h>
 
-#include "engine/store/sqlite/sqlite_store.hpp"
+#include "engine/store/open_store.hpp"
 #include "tests/testing.hpp"
 
 using namespace durable;
@@ -265,7 +265,8 @@ TEST_SUITE("wait_for_event") {
     auto created = w.create("A", 1);
     REQUIRE(w.engine.drain());
     std::string run_id = only_run(w.engine, created).id;
-    SqliteStore store({.path = w.dir.file("t.db")});
+    auto store_owner = open_store(w.dir.file("t.db"), {});
+    Store& store = *store_owner;
     REQUIRE(store.cancel_runs({run_id}, w.clock->now()).at(0) == RunAdmin::Change::done);
     w.engine.send(invoice_paid("A", 1));
     REQUIRE(w.engine.drain());
