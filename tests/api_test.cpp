@@ -7,12 +7,12 @@
 #include <stdexcept>
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include "engine/engine_access.hpp"
 #include "engine/exec/retention.hpp"
 #include "engine/http/api.hpp"
 #include "engine/store/open_store.hpp"
-#include "engine/store/sqlite/sqlite.hpp"
 #include "tests/testing.hpp"
 
 using namespace durable;
@@ -57,16 +57,26 @@ json parse_answer(const httplib::Result& res, int status) {
   return json::parse(res->body);
 }
 
-// Every row of the database at `path` as text: equal snapshots mean nothing changed.
-std::string snapshot(const std::string& path) {
-  SqliteDb db(path, 5s);
+// Everything the store holds, read through its interface, as text: equal snapshots mean
+// nothing changed.
+std::string snapshot(Store& store) {
   std::string out;
-  for (std::string table : {"events", "runs", "journal", "functions", "function_triggers"}) {
-    std::string row;
-    Statement columns(db.handle(), "SELECT name FROM pragma_table_info('" + table + "')");
-    while (columns.step()) row += (row.empty() ? "quote(" : " || ',' || quote(") + columns.get_text(0) + ")";
-    Statement rows(db.handle(), "SELECT " + row + " FROM " + table + " ORDER BY 1");
-    while (rows.step()) out += table + ": " + rows.get_text(0) + "\n";
+  auto time = [](std::optional<TimePoint> t) { return t ? std::to_string(to_millis(*t)) : std::string("-"); };
+  for (const StoredEvent& e : store.list_events(EventFilter{}, 1000000, "")) {
+    out += fmt::format("event {} {} dup={} at={}\n", e.id, json(e.event).dump(), e.duplicate, time(e.received_at));
+  }
+  for (const Run& r : store.list_runs(RunFilter{}, 1000000, "")) {
+    out += fmt::format("run {} {} {} {} attempt={} output={} error={} available={} started={} ended={} replay_of={}\n",
+                       r.id, r.function_id, r.event_id, to_string(r.status), r.attempt,
+                       r.output.dump(), r.error.dump(), time(r.available_at),
+                       time(r.started_at), time(r.ended_at), r.replay_of);
+    for (const JournalEntry& e : store.load_journal(r.id)) {
+      out += fmt::format("  {} {} {} {} {}\n", e.seq, to_string(e.kind), e.step_key, e.attempt.value_or(-1), e.payload);
+    }
+  }
+  for (const FunctionRecord& f : store.list_functions()) {
+    out += fmt::format("function {} {} {}\n", f.id, f.config.dump(), f.registered_by);
+    for (const Trigger& t : f.triggers) out += fmt::format("  trigger {} {} {}\n", t.event, t.filter, t.cron);
   }
   return out;
 }
@@ -95,7 +105,7 @@ struct Server {
   }
   // The id of the one run event `event_id` started.
   std::string run_of(const std::string& event_id) { return only_run(engine, event_id).id; }
-  std::string snapshot() { return ::snapshot(dir.file("t.db")); }
+  std::string snapshot() { return ::snapshot(EngineAccess::store(engine)); }
   int64_t ms(std::chrono::milliseconds after_start = 0ms) const { return to_millis(start + after_start); }
 
   TempDir dir;
@@ -463,6 +473,11 @@ TEST_SUITE("api") {
     std::string run_id = s.run_of(s.send("test/steps"));
     REQUIRE(s.engine.drain());
     std::string before = s.snapshot();
+    // The snapshot shows what is stored: the run, its journal, its event, the functions.
+    CHECK(before.find("run " + run_id) != std::string::npos);
+    CHECK(before.find("step_completed") != std::string::npos);
+    CHECK(before.find("test/steps") != std::string::npos);
+    CHECK(before.find("function ") != std::string::npos);
     httplib::Client anonymous("127.0.0.1", s.port);
     auto call = [&](httplib::Client& client, const Route& route, const std::string& path, const httplib::Headers& headers) {
       return route.method == "GET" ? client.Get(path.c_str(), headers) : client.Post(path.c_str(), headers, "{}", "application/json");
