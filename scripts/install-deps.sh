@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libsqlite3-dev          # the embedded store
+  libpq-dev               # the PostgreSQL store's client library (libpq)
+  postgresql-15           # the PostgreSQL tests start a private server of their own (initdb, pg_ctl)
   libcpp-httplib-dev      # HTTP clients: the SDK's Client, the CLI, the alert webhook (pkg-config: cpp-httplib)
   libboost-dev            # the HTTP server: Boost.Beast over Asio, asynchronous, header-only
   zlib1g-dev              # gzip request and answer bodies

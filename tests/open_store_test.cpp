@@ -10,6 +10,7 @@
 #include <durable/errors.hpp>
 
 #include "engine/store/open_store.hpp"
+#include "tests/postgres_server.hpp"
 #include "tests/testing.hpp"
 
 using namespace durable;
@@ -88,11 +89,24 @@ TEST_SUITE("open_store") {
     CHECK(masked_url("sqlite:/tmp/a:b@c.db") == "sqlite:/tmp/a:b@c.db");
   }
 
-  TEST_CASE("a PostgreSQL URL is refused with a clear message until this build has the store") {
+  TEST_CASE("a PostgreSQL server that cannot be reached is refused naming the URL with its password masked") {
     std::string message = error_of([] { open_store("postgres://app:hunter2@127.0.0.1:1/app", {}); });
     CHECK(message.find("postgres://app:***@127.0.0.1:1/app") != std::string::npos);
-    CHECK(message.find("no PostgreSQL store") != std::string::npos);
+    CHECK(message.find("cannot connect") != std::string::npos);
     CHECK(message.find("hunter2") == std::string::npos);
+  }
+
+  TEST_CASE("a postgres:// URL opens the PostgreSQL store, and an engine runs on it") {
+    std::string url = postgres_test_database();
+    CHECK(open_store(url, {})->list_functions().empty());
+    Engine engine({.database = url, .workers = 2, .log_level = "off"});
+    engine.function({.id = "hello"}, on_event("test/hello"), [](Context& ctx) {
+      return ctx.step.run("greet", [] { return std::string("hi"); });
+    });
+    engine.start();
+    std::string id = engine.send(Event{.name = "test/hello"});
+    REQUIRE(wait_until([&] { return only_run(engine, id).status == RunStatus::completed; }, 10s));
+    CHECK(only_run(engine, id).output == "hi");
   }
 
   TEST_CASE("a SQLite file that cannot be opened is refused naming the URL") {

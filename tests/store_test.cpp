@@ -1,5 +1,5 @@
 // The store contract, written once against the Store interfaces and run on every store:
-// SQLite in memory and SQLite on a file (and PostgreSQL, when it exists, by adding a type).
+// SQLite in memory, SQLite on a file, and PostgreSQL (a private server, tests/postgres_server).
 #include <map>
 #include <set>
 #include <thread>
@@ -8,7 +8,9 @@
 
 #include "engine/base/ids.hpp"
 #include "engine/store/sqlite/sqlite.hpp"
+#include "engine/store/open_store.hpp"
 #include "engine/store/sqlite/sqlite_store.hpp"
+#include "tests/postgres_server.hpp"
 #include "tests/testing.hpp"
 
 using namespace durable;
@@ -27,6 +29,10 @@ struct SqliteFile {
   static std::unique_ptr<Store> open(const TempDir& dir) {
     return std::make_unique<SqliteStore>(SqliteStoreOptions{.path = dir.file("store.db"), .durability = Durability::normal});
   }
+};
+
+struct Postgres {
+  static std::unique_ptr<Store> open(const TempDir&) { return open_store(postgres_test_database(), {}); }
 };
 
 const TimePoint kT0 = from_millis(1893456000000);
@@ -111,7 +117,7 @@ std::vector<std::string> ids_of(const std::vector<StoredEvent>& events) {
 }  // namespace
 
 TEST_SUITE("store") {
-  TEST_CASE_TEMPLATE("ingest stores events with their runs and run_started entries", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("ingest stores events with their runs and run_started entries", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     auto outcomes = store->ingest({item("E1", "a/b", {"R1", "R2"}), item("E2", "a/c", {})}, kT0, 24h);
@@ -138,7 +144,7 @@ TEST_SUITE("store") {
     CHECK(store->runs_for_event("E2").empty());
   }
 
-  TEST_CASE_TEMPLATE("an ingest that fails stores nothing of its batch", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("an ingest that fails stores nothing of its batch", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     // The second item reuses a run id: the whole batch must be rolled back.
@@ -148,7 +154,7 @@ TEST_SUITE("store") {
     CHECK_FALSE(store->find_run("R1"));
   }
 
-  TEST_CASE_TEMPLATE("a repeated dedup key within the window is stored as a duplicate without runs", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("a repeated dedup key within the window is stored as a duplicate without runs", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     CHECK(store->ingest({item("E1", "x", {"R1"}, "key-1")}, kT0, 24h)[0] == IngestStore::Outcome::accepted);
@@ -164,7 +170,7 @@ TEST_SUITE("store") {
     CHECK(store->find_run("R5"));
   }
 
-  TEST_CASE_TEMPLATE("claim takes due runs of the given functions, earliest first, up to the limit", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("claim takes due runs of the given functions, earliest first, up to the limit", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     store->ingest({item("E1", "x", {"R1"})}, kT0, 24h);
@@ -190,7 +196,7 @@ TEST_SUITE("store") {
     CHECK(store->claim({"other"}, kT0 + 5s, lease("w2", kT0 + 35s), 10).size() == 1);
   }
 
-  TEST_CASE_TEMPLATE("runs created with a lease start running without a claim", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("runs created with a lease start running without a claim", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     IngestStore::Item it = item("E1", "x", {});
@@ -202,7 +208,7 @@ TEST_SUITE("store") {
     CHECK(store->commit(step_commit(held, 1, "a", kT0)) == JournalStore::CommitResult::committed);
   }
 
-  TEST_CASE_TEMPLATE("commit appends entries in order and applies the transition", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("commit appends entries in order and applies the transition", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     store->ingest({item("E1", "x", {"R1"})}, kT0, 24h);
@@ -244,7 +250,7 @@ TEST_SUITE("store") {
     CHECK_FALSE(store->next_due({"fn"}));
   }
 
-  TEST_CASE_TEMPLATE("claim takes sleeping runs a little ahead of their deadline, but never retries", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("claim takes sleeping runs a little ahead of their deadline, but never retries", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     store->ingest({item("E1", "x", {"R1", "R2"})}, kT0, 24h);
@@ -265,7 +271,7 @@ TEST_SUITE("store") {
     CHECK(store->claim({"fn"}, kT0 + 10s, lease("w1", kT0 + 40s), 10).size() == 1);  // the retry, when due
   }
 
-  TEST_CASE_TEMPLATE("a worker whose lease was taken over cannot commit (fencing)", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("a worker whose lease was taken over cannot commit (fencing)", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     store->ingest({item("E1", "x", {"R1"})}, kT0, 24h);
@@ -293,7 +299,7 @@ TEST_SUITE("store") {
     CHECK(store->find_run("R1")->status == RunStatus::running);
   }
 
-  TEST_CASE_TEMPLATE("a journal entry is never overwritten", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("a journal entry is never overwritten", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     store->ingest({item("E1", "x", {"R1"})}, kT0, 24h);
@@ -306,7 +312,7 @@ TEST_SUITE("store") {
     CHECK(journal[1].step_key == "a");
   }
 
-  TEST_CASE_TEMPLATE("renewed leases are not recovered", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("renewed leases are not recovered", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     store->ingest({item("E1", "x", {"R1", "R2"})}, kT0, 24h);
@@ -318,7 +324,7 @@ TEST_SUITE("store") {
     CHECK(queued.size() == 1);
   }
 
-  TEST_CASE_TEMPLATE("a failed run records its error and can start a failure-handler run", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("a failed run records its error and can start a failure-handler run", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     store->ingest({item("E1", "x", {"R1"})}, kT0, 24h);
@@ -334,7 +340,7 @@ TEST_SUITE("store") {
     CHECK(store->runs_for_event("E1").size() == 2);
   }
 
-  TEST_CASE_TEMPLATE("concurrent commits from many threads all land", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("concurrent commits from many threads all land", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     constexpr int kRuns = 16, kSteps = 50;
@@ -358,7 +364,7 @@ TEST_SUITE("store") {
     CHECK(stats.commits <= stats.writes);
   }
 
-  TEST_CASE_TEMPLATE("register_functions records functions and replaces their triggers; unregister forgets them", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("register_functions records functions and replaces their triggers; unregister forgets them", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     CHECK(store->list_functions().empty());
@@ -399,7 +405,7 @@ TEST_SUITE("store") {
     CHECK(fns[0].id == "f1");
   }
 
-  TEST_CASE_TEMPLATE("ingest starts queued runs of the recorded functions the event triggers", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("ingest starts queued runs of the recorded functions the event triggers", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     store->register_functions({function("exact", {"a/b"}), function("wild", {"a/*"}), function("both", {"a/b", "a/*"}),
@@ -449,7 +455,7 @@ TEST_SUITE("store") {
     CHECK(functions_of(store->runs_for_event("E10")) == std::multiset<std::string>{"both", "other"});
   }
 
-  TEST_CASE_TEMPLATE("ingest of an event id already stored returns already_stored and changes nothing", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("ingest of an event id already stored returns already_stored and changes nothing", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     CHECK(store->ingest({item("E1", "x", {"R1"}, "key")}, kT0, 24h)[0] == IngestStore::Outcome::accepted);
@@ -473,7 +479,7 @@ TEST_SUITE("store") {
     CHECK(store->load_journal("R1").size() == 1);
   }
 
-  TEST_CASE_TEMPLATE("list_runs lists newest first, filtered, in keyset pages; count_runs agrees", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("list_runs lists newest first, filtered, in keyset pages; count_runs agrees", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     // run[i] created at kT0 + i s, of "fn" (even i) or "other" (odd): 0 completed, 1 failed, 2 running, 3 queued, 4 cancelled, 5 queued.
@@ -541,7 +547,7 @@ TEST_SUITE("store") {
     CHECK(store->count_runs({}) == 7);
   }
 
-  TEST_CASE_TEMPLATE("count_runs_by_time counts a filter's runs by function, status and time bucket", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("count_runs_by_time counts a filter's runs by function, status and time bucket", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     // Runs of "fn" created at kT0 + 0, 9, 10, 25 and 30 s (the one at 9 s failed), and one of
@@ -589,7 +595,7 @@ TEST_SUITE("store") {
     CHECK(counts({}, kT0 + 1h, 3).empty());
   }
 
-  TEST_CASE_TEMPLATE("list_events lists newest first, by name and time range, in keyset pages", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("list_events lists newest first, by name and time range, in keyset pages", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     std::vector<std::string> ev;
@@ -619,7 +625,7 @@ TEST_SUITE("store") {
     CHECK_FALSE(one[0].duplicate);
   }
 
-  TEST_CASE_TEMPLATE("holds_lease is true only for the current epoch of a running run", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("holds_lease is true only for the current epoch of a running run", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     store->ingest({item("E1", "x", {"R1"})}, kT0, 24h);
@@ -636,7 +642,7 @@ TEST_SUITE("store") {
     CHECK_FALSE(store->holds_lease("R1", run.lease_epoch));
   }
 
-  TEST_CASE_TEMPLATE("recover_expired_leases returns the runs it put back in the queue", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("recover_expired_leases returns the runs it put back in the queue", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     ingest_one(*store, "E1", "R1", kT0, true, "f1");    // lease until kT0 + 1h
@@ -656,7 +662,7 @@ TEST_SUITE("store") {
     CHECK(store->recover_expired_leases(kT0 + 3h).empty());
   }
 
-  TEST_CASE_TEMPLATE("cancel_runs cancels unfinished runs and fences out their holders", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("cancel_runs cancels unfinished runs and fences out their holders", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     ingest_one(*store, "E1", "Rq", kT0);                // queued
@@ -705,7 +711,7 @@ TEST_SUITE("store") {
     CHECK(d.runnable + d.scheduled + d.sleeping + d.running == 0);
   }
 
-  TEST_CASE_TEMPLATE("resume_run puts a failed or cancelled run back in the queue under a new epoch", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("resume_run puts a failed or cancelled run back in the queue under a new epoch", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     ingest_one(*store, "E1", "Rf", kT0, true);
@@ -764,7 +770,7 @@ TEST_SUITE("store") {
     }
   }
 
-  TEST_CASE_TEMPLATE("resume_run advances the epoch even before anyone claims the run", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("resume_run advances the epoch even before anyone claims the run", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     ingest_one(*store, "E1", "R1", kT0, true);  // epoch 1
@@ -776,7 +782,7 @@ TEST_SUITE("store") {
     CHECK(claimed.lease_epoch >= 3);
   }
 
-  TEST_CASE_TEMPLATE("create_runs creates queued replays with their entries numbered from 1", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("create_runs creates queued replays with their entries numbered from 1", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     store->ingest({item("E1", "x", {"R1"})}, kT0, 24h);
@@ -826,7 +832,7 @@ TEST_SUITE("store") {
     CHECK(store->replays_of("R1").size() == 2);
   }
 
-  TEST_CASE_TEMPLATE("delete_finished_runs deletes runs that finished before the cutoff, with their journals", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("delete_finished_runs deletes runs that finished before the cutoff, with their journals", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     const TimePoint cutoff = kT0 + 5min;
@@ -863,7 +869,7 @@ TEST_SUITE("store") {
     CHECK(store->find_run(run[3]));
   }
 
-  TEST_CASE_TEMPLATE("delete_unreferenced_events deletes old events no run refers to", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("delete_unreferenced_events deletes old events no run refers to", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     const TimePoint cutoff = kT0 + 5min;
@@ -898,7 +904,7 @@ TEST_SUITE("store") {
     CHECK(store->find_event(ev[4]));
   }
 
-  TEST_CASE_TEMPLATE("queue_depth counts runnable, scheduled, sleeping and running runs", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("queue_depth counts runnable, scheduled, sleeping and running runs", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     QueueDepth d = store->queue_depth(kT0);
@@ -936,7 +942,7 @@ TEST_SUITE("store") {
     CHECK(d.running == 1);
   }
 
-  TEST_CASE_TEMPLATE("Commit::new_events stores events that start runs of the recorded functions", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("Commit::new_events stores events that start runs of the recorded functions", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     store->register_functions({function("on-finished", {"fn/finished"}), function("on-any", {"fn/*"})});
@@ -977,7 +983,7 @@ TEST_SUITE("store") {
     CHECK(store->runs_for_event("L3").empty());
   }
 
-  TEST_CASE_TEMPLATE("commit_wait resolves at once with an event stored since the wait began, else registers it", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("commit_wait resolves at once with an event stored since the wait began, else registers it", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     std::vector<std::string> woken;
@@ -1044,7 +1050,7 @@ TEST_SUITE("store") {
     CHECK(store->load_journal("R1").size() == 5);
   }
 
-  TEST_CASE_TEMPLATE("a registered wait expires: no event resolves it after its timeout, and the run is claimed then", S, SqliteMemory, SqliteFile) {
+  TEST_CASE_TEMPLATE("a registered wait expires: no event resolves it after its timeout, and the run is claimed then", S, SqliteMemory, SqliteFile, Postgres) {
     TempDir dir;
     auto store = S::open(dir);
     ingest_one(*store, "E1", "R1", kT0, true);

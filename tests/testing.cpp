@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -19,6 +21,7 @@
 #include <doctest/doctest.h>
 
 #include "engine/store/open_store.hpp"
+#include "tests/postgres_server.hpp"
 
 extern char** environ;
 
@@ -37,8 +40,22 @@ TempDir::~TempDir() {
 
 Backoff fast_backoff() { return Backoff{.delays = {std::chrono::seconds(1)}, .max_jitter = std::chrono::milliseconds(0)}; }
 
+std::string test_database(const std::string& path) {
+  static const bool postgres = [] {
+    const char* backend = std::getenv("DURABLE_TEST_BACKEND");
+    return backend && std::string_view(backend) == "postgres";
+  }();
+  if (!postgres || path == ":memory:") return path;
+  static std::mutex mu;
+  static std::map<std::string, std::string> urls;
+  std::lock_guard lock(mu);
+  auto it = urls.find(path);
+  if (it == urls.end()) it = urls.emplace(path, postgres_test_database()).first;
+  return it->second;
+}
+
 EngineOptions engine_options(const std::string& database, std::shared_ptr<Clock> clock) {
-  return EngineOptions{.database = database,
+  return EngineOptions{.database = test_database(database),
                        .durability = Durability::normal,
                        .workers = 4,
                        .clock = std::move(clock),
@@ -46,7 +63,7 @@ EngineOptions engine_options(const std::string& database, std::shared_ptr<Clock>
 }
 
 std::vector<JournalEntry> read_journal(const std::string& path, const std::string& run_id) {
-  return open_store(path, {})->load_journal(run_id);
+  return open_store(test_database(path), {})->load_journal(run_id);
 }
 
 std::vector<JournalEntry> entries_of(const std::vector<JournalEntry>& journal, JournalKind kind) {

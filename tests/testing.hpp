@@ -33,10 +33,16 @@ class TempDir {
 // Retries without waiting (tests move a ManualClock instead): every retry is due 1 s later.
 Backoff fast_backoff();
 
-// Options for an engine on `database` driven by `clock`: 4 workers, warnings only.
+// The database the tests' engines use for the SQLite file `path`: `path` itself, or, when
+// DURABLE_TEST_BACKEND=postgres, a database of the private PostgreSQL server
+// (tests/postgres_server.hpp), the same one for every call with the same path. Tests about
+// semantics give their engines this, so the same test runs on either backend.
+std::string test_database(const std::string& path);
+
+// Options for an engine on test_database(database) driven by `clock`: 4 workers, warnings only.
 EngineOptions engine_options(const std::string& database, std::shared_ptr<Clock> clock);
 
-// The journal of `run_id` in the database at `path`, read through a separate connection.
+// The journal of `run_id` in test_database(path), read through a store of its own.
 std::vector<JournalEntry> read_journal(const std::string& path, const std::string& run_id);
 
 // The entries of `kind` in `journal`.

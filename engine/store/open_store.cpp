@@ -6,6 +6,7 @@
 
 #include <durable/errors.hpp>
 
+#include "engine/store/postgres/postgres_store.hpp"
 #include "engine/store/sqlite/sqlite_store.hpp"
 
 namespace durable {
@@ -55,13 +56,11 @@ StoreUrl parse_store_url(std::string_view url) {
 
 std::unique_ptr<Store> open_store(std::string_view url, const StoreOpenOptions& options) {
   StoreUrl parsed = parse_store_url(url);
-  if (parsed.backend == StoreUrl::Backend::postgres) {
-    throw Error(fmt::format("cannot open '{}': this build of durable has no PostgreSQL store yet; use SQLite "
-                            "(a file path or sqlite:PATH)",
-                            masked_url(url)));
-  }
   // Every failure names the URL: which setting gave the database is not always clear.
   try {
+    if (parsed.backend == StoreUrl::Backend::postgres) {
+      return std::make_unique<PostgresStore>(PostgresStoreOptions{.url = parsed.target});
+    }
     return std::make_unique<SqliteStore>(SqliteStoreOptions{.path = parsed.target, .durability = options.durability});
   } catch (const StoreError& e) {
     throw StoreError(e.kind(), fmt::format("database '{}': {}", masked_url(url), e.what()), e.code());

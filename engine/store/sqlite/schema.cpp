@@ -1,11 +1,10 @@
 #include "engine/store/sqlite/schema.hpp"
 
-#include <charconv>
-#include <map>
 #include <string>
 
 #include <fmt/format.h>
 
+#include "engine/store/schema_sections.hpp"
 #include "engine/store/sqlite/sqlite.hpp"
 
 namespace durable {
@@ -15,63 +14,15 @@ extern const char kSchemaSql[];
 
 std::string_view schema_sql() { return kSchemaSql; }
 
-namespace {
-
-constexpr std::string_view kMarker = "-- version ";
-
-// The next marker at the start of a line, at or after `from`.
-size_t find_marker(std::string_view schema, size_t from) {
-  for (size_t pos = schema.find(kMarker, from); pos != std::string_view::npos;
-       pos = schema.find(kMarker, pos + 1)) {
-    if (pos == 0 || schema[pos - 1] == '\n') return pos;
-  }
-  return std::string_view::npos;
-}
-
-// Splits `schema` into its sections, keyed by version. Text before the first marker (the
-// file's preamble) belongs to no version.
-std::map<int, std::string_view> sections(std::string_view schema) {
-  std::map<int, std::string_view> out;
-  size_t pos = find_marker(schema, 0);
-  while (pos != std::string_view::npos) {
-    size_t number_at = pos + kMarker.size();
-    int version = 0;
-    auto [end, ec] = std::from_chars(schema.data() + number_at, schema.data() + schema.size(), version);
-    if (ec != std::errc() || version <= 0) {
-      throw Error(fmt::format("schema: bad version marker at offset {}", pos));
-    }
-    if (out.count(version) || (!out.empty() && version < out.rbegin()->first)) {
-      throw Error(fmt::format("schema: version {} is out of order", version));
-    }
-    size_t next = find_marker(schema, number_at);
-    size_t body_at = static_cast<size_t>(end - schema.data());
-    out[version] = schema.substr(body_at, (next == std::string_view::npos ? schema.size() : next) - body_at);
-    pos = next;
-  }
-  return out;
-}
-
-}  // namespace
-
-int schema_version(std::string_view schema) {
-  auto all = sections(schema);
-  return all.empty() ? 0 : all.rbegin()->first;
-}
-
 void migrate(SqliteDb& db, std::string_view schema) {
-  auto all = sections(schema);
+  auto all = schema_sections(schema);
   int latest = all.empty() ? 0 : all.rbegin()->first;
   // BEGIN IMMEDIATE before reading the version, so two processes opening a new database at
   // once cannot both decide to apply the same section.
   db.exec("BEGIN IMMEDIATE");
   try {
     auto current = static_cast<int>(db.pragma_int("user_version"));
-    if (current > latest) {
-      throw Error(fmt::format(
-          "the database is at schema version {}, but this build of durable knows only up to "
-          "version {}: it was written by a newer durable. Upgrade durable, or use another database.",
-          current, latest));
-    }
+    check_schema_not_newer(current, latest);
     for (auto& [version, sql] : all) {
       if (version <= current) continue;
       db.exec(sql);

@@ -4,15 +4,14 @@
 
 #include <string_view>
 
+#include "engine/store/schema_sections.hpp"
+
 namespace durable {
 
 class SqliteDb;
 
 // The embedded text of schema.sql.
 std::string_view schema_sql();
-
-// The highest version in `schema` (0 if it has no sections).
-int schema_version(std::string_view schema);
 
 // Brings `db` to the latest version in `schema`, applying each missing section in one
 // transaction and recording it in PRAGMA user_version. A database at that version is left
